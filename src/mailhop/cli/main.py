@@ -1,0 +1,130 @@
+"""Entry point: pick a personality from the program name or the first argument.
+
+A link named ``sendmail`` (or ``msmtp``, ``mailq``, ``newaliases``, ``mail``,
+``mailx``) that points at mailhop behaves as that program; ``mailhop NAME ...``
+reaches the same code. Command modules are imported only when chosen, because
+cron and daemons start the sendmail personality for every message and must not
+pay for the rest of the toolkit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from mailhop.errors import ExitCode, MailhopError, NotBuiltError, UsageError
+
+# A command is "module:function"; the function takes (program name, arguments)
+# and returns an exit code. Absent from this table: not built yet.
+Command = Callable[[str, list[str]], int]
+
+COMMANDS: dict[str, str] = {
+    "sendmail": "mailhop.cli.sendmail:main",
+    "config": "mailhop.cli.config:main",
+}
+
+# Program names that select a personality (argv[0] dispatch), with the issue that
+# builds each one so the "not built" message can say where it comes from.
+PERSONALITIES: dict[str, str] = {
+    "sendmail": "sendmail",
+    "msmtp": "sendmail",
+    "mailq": "mailq",
+    "newaliases": "newaliases",
+    "mail": "mail",
+    "mailx": "mailx",
+}
+
+PLANNED: dict[str, str] = {
+    "mailq": "the durable queue",
+    "newaliases": "local delivery and aliases",
+    "mail": "the mail/mailx composer",
+    "mailx": "the mail/mailx composer",
+    "queue": "the durable queue",
+    "aliases": "local delivery and aliases",
+    "fetch": "POP3/IMAP retrieval",
+    "configure": "the setup tools",
+    "doctor": "the setup tools",
+    "serverinfo": "the SMTP client",
+    "serve": "the local SMTP listener",
+}
+
+USAGE = """\
+usage: mailhop COMMAND [ARGS...]
+
+commands:
+  sendmail   read a message on stdin and send it (also: a link named sendmail or msmtp)
+  config     check configuration files and list accounts: mailhop config check
+  version    print the version
+
+Run 'mailhop COMMAND --help' for the options of a command.
+"""
+
+
+def resolve(name: str) -> Command:
+    """Return the function behind command ``name``.
+
+    Raises:
+        NotBuiltError: the command is planned but not part of this version.
+        UsageError: no such command.
+    """
+    target = COMMANDS.get(name)
+    if target is None:
+        if name in PLANNED:
+            raise NotBuiltError(
+                f"'{name}' is not built yet in mailhop {_version()}: it comes with "
+                f"{PLANNED[name]}; use 'mailhop sendmail' to send mail meanwhile"
+            )
+        raise UsageError(f"unknown command '{name}'; run 'mailhop --help' for the list")
+    module_name, function_name = target.split(":")
+    function: Command = getattr(importlib.import_module(module_name), function_name)
+    return function
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run mailhop with ``argv`` (``sys.argv`` by default) and return the exit code."""
+    arguments = list(sys.argv if argv is None else argv)
+    program = os.path.basename(arguments[0]) if arguments else "mailhop"
+    rest = arguments[1:]
+    try:
+        personality = PERSONALITIES.get(program)
+        if personality is not None:
+            return resolve(personality)(program, rest)
+        if not rest or rest[0] in ("-h", "--help", "help"):
+            sys.stdout.write(USAGE)
+            return ExitCode.OK if rest else ExitCode.USAGE
+        if rest[0] in ("version", "--version"):
+            sys.stdout.write(f"mailhop {_version()}\n")
+            return ExitCode.OK
+        return resolve(rest[0])(f"mailhop {rest[0]}", rest[1:])
+    except MailhopError as error:
+        report(program, error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{program}: interrupted\n")
+        return ExitCode.TEMPFAIL
+    except BrokenPipeError:
+        # Output closed early (``mailhop config check | head``): not an error
+        # worth a traceback. Point stdout at devnull so the exit flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.IOERR
+
+
+def report(program: str, error: MailhopError) -> None:
+    """Print ``error`` as ``program: message`` plus one line per detail."""
+    lines = [str(error), *error.details]
+    sys.stderr.write("".join(f"{program}: {line}\n" for line in lines))
+
+
+def _version() -> str:
+    from mailhop import __version__  # noqa: PLC0415 - keep the start path lean
+
+    return __version__
+
+
+def run() -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(main())
