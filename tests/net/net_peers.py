@@ -15,7 +15,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import trustme
 from cryptography import x509
@@ -37,7 +37,7 @@ class LoopbackServer:
     def __init__(self, listener: socket.socket, handler: Handler) -> None:
         self.listener = listener
         self.handler = handler
-        self.peers: list[object] = []  # the client address of each accepted connection
+        self.peers: list[Any] = []  # the client address of each accepted connection
         self.received: list[bytes] = []  # what handlers chose to record
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept_loop, daemon=True)

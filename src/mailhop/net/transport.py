@@ -140,8 +140,7 @@ def resolve_host(host: str, port: int) -> list[tuple[socket.AddressFamily, Socke
                 f"host {host} not found: {error.strerror}; check the host setting"
             ) from error
         raise NameResolutionError(
-            f"cannot look up host {host}: {error.strerror}; check the network, mail is"
-            " kept for a later try"
+            f"cannot look up host {host}: {error.strerror}; check the network or try again later"
         ) from error
     except UnicodeError as error:
         raise HostNotFoundError(f"{host!r} is not a valid host name") from error
@@ -167,7 +166,7 @@ def open_connection(
         proxy = Endpoint(
             host=endpoint.proxy_host, port=endpoint.proxy_port, source_ip=endpoint.source_ip
         )
-        sock, proxy_peer = _connect_tcp(proxy, deadline)
+        sock, proxy_peer = _connect_tcp(proxy, deadline, what=f"SOCKS5 proxy {proxy.describe()}")
         try:
             _socks5_connect(sock, endpoint, deadline)
         except BaseException:
@@ -360,7 +359,9 @@ def _format_address(address: SocketAddress) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _connect_tcp(endpoint: Endpoint, deadline: float) -> tuple[socket.socket, str]:
+def _connect_tcp(
+    endpoint: Endpoint, deadline: float, *, what: str | None = None
+) -> tuple[socket.socket, str]:
     """Try every address of the host in turn, all within one deadline."""
     addresses = resolve_host(endpoint.host, endpoint.port)
     if endpoint.source_ip:
@@ -394,12 +395,12 @@ def _connect_tcp(endpoint: Endpoint, deadline: float) -> tuple[socket.socket, st
             sock.connect(address)
         except TimeoutError as error:
             sock.close()
-            failures.append(f"{_format_address(address)} timed out")
+            failures.append(f"{_format_address(address)}: timed out")
             last_error = error
             continue
         except OSError as error:
             sock.close()
-            failures.append(f"{_format_address(address)} {_reason(error)}")
+            failures.append(f"{_format_address(address)}: {_reason(error)}")
             last_error = error
             continue
         except BaseException:
@@ -411,8 +412,8 @@ def _connect_tcp(endpoint: Endpoint, deadline: float) -> tuple[socket.socket, st
     if untried:
         failures.append(f"{untried} address(es) not tried: out of time")
     raise ConnectError(
-        f"cannot connect to {endpoint.describe()}: {'; '.join(failures) or 'no address'};"
-        " mail is kept for a later try"
+        f"cannot connect to {what or endpoint.describe()}"
+        f" ({'; '.join(failures) or 'no address'}); check host and port, or try again later"
     ) from last_error
 
 
