@@ -18,7 +18,7 @@ the exit code of each class and why::
     │                                    the connection was up (also a handshake cut off)
     ├── NetTimeoutError             75   a read or write passed its deadline; also a
     │                                    ``TimeoutError`` for callers that want that
-    └── TLSError                         TLS could not protect the connection
+    └── TLSError                    69   TLS could not protect the connection
         ├── TLSFileError            66   trust, certificate or key file unreadable
         ├── CertificateError        69   the server's certificate is not trusted:
         │   │                            unknown CA, self-signed, expired, wrong name
