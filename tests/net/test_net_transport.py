@@ -445,3 +445,16 @@ class TlsAwareProxy(Socks5Proxy):
         with socket.create_connection(("127.0.0.1", self.target_port), timeout=5) as upstream:
             client.sendall(bytes([5, 0, 0, 1, 127, 0, 0, 1, 0x01, 0xD1]))
             relay(client, upstream)
+
+
+def test_zero_or_negative_timeouts_are_refused(serve: ServeFactory) -> None:
+    # settimeout(0) would mean non-blocking, not "give up at once".
+    server = serve(greet_and_echo)
+    with pytest.raises(ValueError, match="positive"):
+        open_connection(local(server.port), timeout=0)
+    with open_connection(local(server.port), timeout=TIMEOUT) as transport:
+        with pytest.raises(ValueError, match="positive"):
+            transport.receive(10, timeout=0)
+        with pytest.raises(ValueError, match="positive"):
+            transport.send_all(b"x", timeout=-1)
+        assert not transport.is_closed

@@ -158,6 +158,7 @@ def open_connection(
 
     Raises a ``TransportError`` (see ``mailhop.net.errors``) and leaves no socket open.
     """
+    _check_timeout(timeout)
     deadline = time.monotonic() + timeout
     if endpoint.unix_socket:
         sock = _connect_unix(endpoint.unix_socket, deadline)
@@ -177,7 +178,15 @@ def open_connection(
         sock, peer = _connect_tcp(endpoint, deadline)
     transport = Transport(sock, peer=peer, transcript=transcript)
     if tls is not None:
-        transport._handshake(tls, _remaining(deadline))  # closes the transport on failure
+        try:
+            remaining = _remaining(deadline)
+        except TimeoutError as error:
+            transport.close()
+            raise ConnectError(
+                f"cannot connect to {endpoint.describe()}: no time left for the TLS"
+                f" handshake within {timeout:g} seconds; try again later"
+            ) from error
+        transport._handshake(tls, remaining)  # closes the transport on failure
     return transport
 
 
@@ -209,6 +218,7 @@ class Transport:
         The transcript hook sees ``redacted`` instead of ``data`` when it is given:
         the SMTP driver passes ``b"AUTH PLAIN <redacted>\\r\\n"`` for a credential line.
         """
+        _check_timeout(timeout)
         sock = self._open_socket()
         if self._transcript is not None:
             self._transcript(Direction.SENT, data if redacted is None else redacted)
@@ -230,6 +240,7 @@ class Transport:
         """Wait up to ``timeout`` seconds for data; at most ``max_bytes``, ``b""`` at EOF."""
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        _check_timeout(timeout)
         sock = self._open_socket()
         try:
             sock.settimeout(timeout)
@@ -256,6 +267,7 @@ class Transport:
         handshake and could be taken for a reply protected by TLS (CVE-2020-14954):
         refuse and close rather than start TLS on a poisoned stream.
         """
+        _check_timeout(timeout)
         sock = self._open_socket()
         if isinstance(sock, ssl.SSLSocket):
             raise RuntimeError("start_tls on a connection that already uses TLS")
@@ -345,7 +357,18 @@ class Transport:
 
 
 def _remaining(deadline: float) -> float:
-    return max(deadline - time.monotonic(), 0.0)
+    """Seconds left; ``TimeoutError`` once none are (a timeout of 0 means non-blocking)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    return remaining
+
+
+def _check_timeout(timeout: float) -> None:
+    # socket.settimeout(0) silently switches to non-blocking mode, and None to
+    # waiting forever (security.md A14): neither is a timeout.
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
 
 
 def _reason(error: OSError) -> str:
@@ -420,7 +443,7 @@ def _connect_tcp(
 def _connect_unix(path: str, deadline: float) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(_remaining(deadline) or 0.001)
+        sock.settimeout(_remaining(deadline))
         sock.connect(path)
     except OSError as error:
         sock.close()
@@ -491,10 +514,7 @@ def _socks5_connect(sock: socket.socket, target: Endpoint, deadline: float) -> N
 def _receive_exactly(sock: socket.socket, count: int, deadline: float, proxy: str) -> bytes:
     received = b""
     while len(received) < count:
-        remaining = _remaining(deadline)
-        if remaining <= 0:
-            raise TimeoutError
-        sock.settimeout(remaining)
+        sock.settimeout(_remaining(deadline))
         chunk = sock.recv(count - len(received))
         if not chunk:
             raise ProxyError(
