@@ -1,0 +1,389 @@
+"""The SMTP client core: command events in, bytes out; bytes in, reply events out.
+
+Drive it like h11 with h2's output buffer::
+
+    client = ClientConnection()
+    client.receive_data(sock.recv(...))       # b"" when the peer closed
+    event = client.next_event()               # a Reply, ..., or NEED_DATA
+    client.send(Ehlo(domain="host.example"))  # queues bytes
+    sock.sendall(client.data_to_send())       # after every send and every next_event
+
+Every reply carries ``command``: the command it answers, matched in order, so a
+PIPELINING batch ``MAIL, RCPT..., DATA`` can be written at once (RFC 2920).
+What may be sent when is decided by :mod:`mailhop.proto.smtp._state` alone.
+
+The core enforces the rules a careless caller could break: no command argument
+with CR/LF/NUL; no extension parameter the server did not advertise; no password
+mechanism without TLS unless allowed; STARTTLS fails closed when bytes follow its
+220 (RFC 3207 §4.2, CVE-2011-0411 class) and forgets the capabilities after the
+handshake; AUTH payloads never reach :meth:`ClientConnection.pop_transcript`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+from mailhop.proto._buffer import LineTooLongError, ReceiveBuffer
+from mailhop.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from mailhop.proto.sasl import Flow
+from mailhop.proto.smtp._grammar import decode_base64, format_auth_response, format_command
+from mailhop.proto.smtp._state import (
+    CLIENT_TRANSITIONS,
+    POSITIVE_REPLIES,
+    ClientInput,
+    ClientState,
+    may_pipeline,
+)
+from mailhop.proto.smtp.capabilities import Capabilities
+from mailhop.proto.smtp.dotstuff import DataEncoder
+from mailhop.proto.smtp.events import (
+    NEED_DATA,
+    Auth,
+    Command,
+    ConnectionClosed,
+    Data,
+    DataChunk,
+    Ehlo,
+    EndOfData,
+    Helo,
+    MailFrom,
+    Noop,
+    Quit,
+    RcptTo,
+    Reply,
+    Rset,
+    Sentinel,
+    StartTLS,
+    TLSUpgradeRequired,
+)
+from mailhop.proto.smtp.replies import MAX_REPLY_LINE_LENGTH, ReplyParser
+
+__all__ = ["REDACTED", "ClientConnection", "ClientEvent"]
+
+ClientEvent = Reply | TLSUpgradeRequired | ConnectionClosed
+
+REDACTED = "<redacted>"
+
+# RFC 4954 §4: an AUTH command with its initial response must fit the 512-octet
+# command line of RFC 5321 §4.5.3.1.4; a longer initial response is sent after an
+# empty 334 instead.
+MAX_AUTH_LINE_LENGTH = 512
+
+_SEND_INPUT: dict[type[Command], ClientInput] = {
+    Ehlo: ClientInput.SEND_EHLO,
+    Helo: ClientInput.SEND_HELO,
+    StartTLS: ClientInput.SEND_STARTTLS,
+    Auth: ClientInput.SEND_AUTH,
+    MailFrom: ClientInput.SEND_MAIL,
+    RcptTo: ClientInput.SEND_RCPT,
+    Data: ClientInput.SEND_DATA,
+    DataChunk: ClientInput.SEND_BODY,
+    EndOfData: ClientInput.SEND_END_OF_DATA,
+    Rset: ClientInput.SEND_RSET,
+    Noop: ClientInput.SEND_NOOP,
+    Quit: ClientInput.SEND_QUIT,
+}
+
+_SERVICE_CLOSING = 421  # RFC 5321 §3.8: may come at any time, then the server closes
+
+
+class ClientConnection:
+    """One SMTP client session over one connection (plain, or TLS from the start).
+
+    ``tls_active``: the connection is already encrypted (port 465, RFC 8314).
+    ``allow_plaintext_auth``: permit PLAIN/LOGIN/XOAUTH2/OAUTHBEARER without TLS.
+    """
+
+    def __init__(self, *, tls_active: bool = False, allow_plaintext_auth: bool = False) -> None:
+        self.tls_active = tls_active
+        self.allow_plaintext_auth = allow_plaintext_auth
+        self.capabilities = Capabilities()
+        """What the last EHLO advertised; empty before it, after HELO and after TLS."""
+        self.authenticated = False
+        self._state = ClientState.AWAIT_GREETING
+        self._buffer = ReceiveBuffer()
+        self._parser = ReplyParser()
+        self._outgoing = bytearray()
+        self._transcript: list[str] = []
+        # Commands whose replies have not arrived yet, oldest first; None is the
+        # greeting the server sends unasked.
+        self._outstanding: collections.deque[Command | None] = collections.deque([None])
+        self._eof = False
+        self._upgrade_ready = False
+        self._current_mail: MailFrom | None = None
+        self._encoder = DataEncoder()  # replaced at each 354
+        self._flow: Flow | None = None
+        self._deferred_initial_response: bytes | None = None
+
+    @property
+    def state(self) -> ClientState:
+        return self._state
+
+    @property
+    def message_size(self) -> int:
+        """Octets of the last message as msmtp's ``mailsize`` counts them."""
+        return self._encoder.message_size
+
+    # --- public API -----------------------------------------------------------------
+
+    def send(self, command: Command) -> None:
+        """Queue a command (or message content) for :meth:`data_to_send`."""
+        try:
+            self._send(command)
+        except ProtocolError:
+            self._state = ClientState.ERROR
+            raise
+
+    def data_to_send(self) -> bytes:
+        """Everything queued since the last call, to be written to the peer."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; ``b""`` means the peer closed."""
+        if self._eof:
+            raise LocalProtocolError("data received after the connection was closed")
+        if data:
+            self._buffer.append(data)
+        else:
+            self._eof = True
+
+    def next_event(self) -> ClientEvent | Sentinel:
+        """The next reply (or other event), or NEED_DATA if more bytes are needed."""
+        try:
+            return self._next_event()
+        except ProtocolError:
+            self._state = ClientState.ERROR
+            raise
+
+    def start_tls_done(self) -> None:
+        """The driver completed the TLS handshake after :class:`TLSUpgradeRequired`.
+
+        RFC 3207 §4.2: the client MUST discard what it learned from the server
+        before TLS and send EHLO again; so capabilities are forgotten here.
+        """
+        try:
+            if not self._upgrade_ready:
+                raise LocalProtocolError("no STARTTLS 220 reply to complete")
+            if len(self._buffer):
+                raise RemoteProtocolError("the server sent data during the TLS handshake")
+            self._upgrade_ready = False
+            self._transition(ClientInput.TLS_DONE)
+            self.tls_active = True
+            self.authenticated = False
+            self.capabilities = Capabilities()
+        except ProtocolError:
+            self._state = ClientState.ERROR
+            raise
+
+    def pop_transcript(self) -> list[str]:
+        """Lines sent since the last call, for ``-v``: AUTH payloads as ``<redacted>``."""
+        lines, self._transcript = self._transcript, []
+        return lines
+
+    # --- sending --------------------------------------------------------------------
+
+    def _transition(self, event: ClientInput) -> None:
+        try:
+            self._state = CLIENT_TRANSITIONS[self._state][event]
+        except KeyError:
+            raise LocalProtocolError(
+                f"{event.name} is not allowed in state {self._state.name}"
+            ) from None
+
+    def _send(self, command: Command) -> None:
+        kind = _SEND_INPUT.get(type(command))
+        if kind is None:
+            raise LocalProtocolError(f"not an SMTP command: {type(command).__name__}")
+        if kind is not ClientInput.SEND_BODY and not may_pipeline(
+            [_SEND_INPUT[type(sent)] for sent in self._outstanding if sent is not None],
+            pipelining=self.capabilities.pipelining,
+        ):
+            raise LocalProtocolError(
+                f"cannot send {type(command).__name__} before earlier replies arrive"
+                + ("" if self.capabilities.pipelining else " (no PIPELINING)")
+            )
+        if CLIENT_TRANSITIONS[self._state].get(kind) is None:
+            raise LocalProtocolError(
+                f"cannot send {type(command).__name__} in state {self._state.name}"
+            )
+        if isinstance(command, DataChunk | EndOfData):
+            self._send_content(command)
+        elif isinstance(command, Auth):
+            self._send_auth(command)
+        else:
+            self._check_extensions(command)
+            line = format_command(command, smtputf8=self._transaction_smtputf8(command))
+            self._outgoing += line
+            self._transcript.append(line[:-2].decode("utf-8"))
+            if isinstance(command, MailFrom):
+                self._current_mail = command
+        self._transition(kind)
+        if not isinstance(command, DataChunk):
+            self._outstanding.append(command)
+
+    def _transaction_smtputf8(self, command: Command) -> bool:
+        if isinstance(command, RcptTo):
+            return self._current_mail is not None and self._current_mail.smtputf8
+        return isinstance(command, MailFrom) and command.smtputf8
+
+    def _check_extensions(self, command: Command) -> None:
+        """Refuse what the server did not advertise (each extension RFC says so)."""
+        capabilities, missing = self.capabilities, None
+        if isinstance(command, StartTLS):
+            if self.tls_active:
+                raise LocalProtocolError("TLS is already active")
+            missing = None if capabilities.starttls else "STARTTLS"
+        elif isinstance(command, MailFrom):
+            if command.size is not None and capabilities.size is None:
+                missing = "SIZE"
+            elif command.body == "8BITMIME" and not capabilities.eightbitmime:
+                missing = "8BITMIME"
+            elif command.smtputf8 and not capabilities.smtputf8:
+                missing = "SMTPUTF8"
+            elif (command.ret or command.envid) and not capabilities.dsn:
+                missing = "DSN"
+        elif isinstance(command, RcptTo) and (command.notify or command.orcpt):
+            missing = None if capabilities.dsn else "DSN"
+        if missing is not None:
+            raise LocalProtocolError(f"the server did not advertise {missing}")
+
+    def _send_auth(self, command: Auth) -> None:
+        mechanism = command.mechanism
+        if self.authenticated:
+            raise LocalProtocolError("already authenticated (RFC 4954 §4)")
+        if mechanism.name not in self.capabilities.auth:
+            raise LocalProtocolError(f"the server did not advertise AUTH {mechanism.name}")
+        if mechanism.sends_secret_in_clear and not (self.tls_active or self.allow_plaintext_auth):
+            raise LocalProtocolError(
+                f"AUTH {mechanism.name} would send the secret in clear without TLS"
+            )
+        self._flow = mechanism.flow()
+        initial = next(self._flow)
+        line = format_command(command, initial_response=initial)
+        if len(line) > MAX_AUTH_LINE_LENGTH:
+            self._deferred_initial_response = initial
+            line = format_command(command, initial_response=None)
+            initial = None
+        self._outgoing += line
+        self._transcript.append(
+            f"AUTH {mechanism.name}" + ("" if initial is None else f" {REDACTED}")
+        )
+
+    def _send_content(self, command: DataChunk | EndOfData) -> None:
+        if isinstance(command, DataChunk):
+            self._outgoing += self._encoder.encode(command.data)
+        else:
+            self._outgoing += self._encoder.end()
+            self._transcript.append(f"<message: {self._encoder.message_size} octets>")
+            self._transcript.append(".")
+
+    # --- receiving ------------------------------------------------------------------
+
+    def _next_event(self) -> ClientEvent | Sentinel:
+        if self._state is ClientState.ERROR:
+            raise LocalProtocolError("the connection is in the ERROR state")
+        while True:
+            try:
+                line = self._buffer.extract_line(MAX_REPLY_LINE_LENGTH)
+            except LineTooLongError:
+                raise RemoteProtocolError("reply line too long") from None
+            if line is None:
+                break
+            reply = self._parser.feed_line(line)
+            if reply is not None:
+                return self._handle_reply(reply)
+        if not self._eof:
+            return NEED_DATA
+        if len(self._buffer) or self._parser.in_progress:
+            raise RemoteProtocolError("the connection closed in the middle of a reply")
+        if self._state is not ClientState.CLOSED:
+            self._outstanding.clear()
+            self._transition(ClientInput.CLOSED)
+        return ConnectionClosed()
+
+    def _handle_reply(self, reply: Reply) -> ClientEvent:
+        if self._upgrade_ready or self._state is ClientState.CLOSED:
+            raise RemoteProtocolError(f"unexpected reply {reply.code} after the session ended")
+        if not self._outstanding:
+            if reply.code != _SERVICE_CLOSING:
+                raise RemoteProtocolError(f"reply {reply.code} to no command")
+            self._transition(ClientInput.CLOSED)
+            return reply
+        command = self._outstanding.popleft()
+        reply = dataclasses.replace(reply, command=command)
+        if reply.code == _SERVICE_CLOSING:
+            self._outstanding.clear()
+            self._transition(ClientInput.CLOSED)
+            return reply
+        kind = None if command is None else type(command)
+        if reply.code < 400 and reply.code not in POSITIVE_REPLIES[kind]:
+            name = "the greeting" if command is None else type(command).__name__
+            raise RemoteProtocolError(f"unexpected reply {reply.code} to {name}")
+        ok = reply.code < 400
+        if command is None:
+            self._transition(ClientInput.GREETING_OK if ok else ClientInput.GREETING_REFUSED)
+        elif isinstance(command, Ehlo | Helo):
+            if ok:
+                self.capabilities = (
+                    Capabilities.from_ehlo_reply(reply) if isinstance(command, Ehlo)
+                    else Capabilities(domain=reply.lines[0].split(" ", 1)[0])
+                )  # fmt: skip
+            else:
+                self._transition(ClientInput.HELLO_FAILED)
+        elif isinstance(command, StartTLS):
+            if not ok:
+                self._transition(ClientInput.STARTTLS_FAILED)
+                return reply
+            # RFC 3207 §4.2 / CVE-2011-0411: whatever follows the 220 in the clear
+            # could be an attacker's; it must never be read as if it came over TLS.
+            if len(self._buffer):
+                raise RemoteProtocolError("the server sent data after its STARTTLS 220 reply")
+            self._upgrade_ready = True
+            return TLSUpgradeRequired(reply=reply)
+        elif isinstance(command, Auth):
+            self._handle_auth_reply(command, reply)
+        elif isinstance(command, MailFrom):
+            if not ok and command is self._current_mail:
+                self._transition(ClientInput.MAIL_FAILED)
+        elif isinstance(command, Data):
+            if ok:
+                self._encoder = DataEncoder()
+            self._transition(ClientInput.DATA_GO_AHEAD if ok else ClientInput.DATA_FAILED)
+        elif isinstance(command, Quit):
+            self._transition(ClientInput.CLOSED)
+        return reply
+
+    def _handle_auth_reply(self, command: Auth, reply: Reply) -> None:
+        assert self._flow is not None  # noqa: S101 - set when the Auth was sent
+        if reply.code == 334:
+            # RFC 4954 §4: a 334 carries one base64 challenge; we answer it.
+            if len(reply.lines) != 1:
+                raise RemoteProtocolError("multi-line 334 challenge")
+            response: bytes | None
+            if self._deferred_initial_response is not None:
+                response, self._deferred_initial_response = self._deferred_initial_response, None
+            else:
+                challenge = decode_base64(reply.lines[0]) if reply.lines[0] else b""
+                if challenge is None:
+                    raise RemoteProtocolError("334 challenge is not base64")
+                try:
+                    response = self._flow.send(challenge)
+                except StopIteration:
+                    response = None  # the mechanism has nothing more: cancel
+            self._outgoing += format_auth_response(response)
+            self._transcript.append("*" if response is None else REDACTED)
+            self._outstanding.appendleft(command)  # the exchange goes on
+            return
+        flow, self._flow = self._flow, None
+        if reply.code == 235:
+            try:
+                flow.send(None)
+            except StopIteration:
+                self.authenticated = True
+            else:
+                raise RemoteProtocolError("the server declared success before the exchange ended")
+        flow.close()
+        self._transition(ClientInput.AUTH_DONE)
