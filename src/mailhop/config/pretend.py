@@ -58,11 +58,15 @@ def render_pretend(
     sendmail_mode: bool = True,
     read_envelope_from: bool = False,
     read_recipients: bool = False,
+    password_found: bool = False,
 ) -> str:
     """The ``--pretend`` text (ends with a newline) for a completed ``account``.
 
     ``messages`` are the file-loading and selection lines (``Resolution.messages``);
     ``read_envelope_from``/``read_recipients`` are ``--read-envelope-from`` and ``-t``.
+    ``password_found``: the caller already obtained the password some other way
+    (msmtp runs ``passwordeval`` before printing, when ``auth`` is on, and then
+    shows ``password = *``); only ``*`` is ever printed.
     """
     lines = list(messages)
     if account.file is not None:
@@ -84,7 +88,7 @@ def render_pretend(
         ("domain", account.domain),
         ("auth", _auth(account.auth)),
         ("user", _text(account.user)),
-        ("password", NOT_SET if account.password is None else "*"),
+        ("password", "*" if account.password is not None or password_found else NOT_SET),
         ("passwordeval", _text(account.passwordeval)),
         ("ntlmdomain", _text(account.ntlmdomain)),
         ("tls", _on_off(account.tls)),
