@@ -17,7 +17,7 @@ Public API (the sendmail personality uses ``resolve`` + ``render_pretend`` +
                    read_envelope_from=False, read_recipients=False) -> str
 
 Modules: ``model`` (Account and enums), ``msmtprc`` (grammar and the COMMANDS
-table), ``files`` (lookup, secrets check, merge), ``resolve`` (selection,
+table), ``files`` (lookup, secrets check, merge), ``accounts`` (selection,
 overrides, substitutions, checks), ``password`` (password sources), ``pretend``.
 The submodules import only the standard library's light modules; ``subprocess``,
 ``keyring``, ``termios`` and friends are imported when a function needs them.
@@ -25,6 +25,16 @@ The submodules import only the standard library's light modules; ``subprocess``,
 
 from __future__ import annotations
 
+from mailhop.config.accounts import (
+    Resolution,
+    Selection,
+    apply_settings,
+    check_account,
+    complete,
+    expand_from_header,
+    resolve,
+    select_account,
+)
 from mailhop.config.environment import Environment
 from mailhop.config.errors import (
     AccountError,
@@ -44,16 +54,6 @@ from mailhop.config.model import (
 )
 from mailhop.config.password import get_password
 from mailhop.config.pretend import render_pretend
-from mailhop.config.resolve import (
-    Resolution,
-    Selection,
-    apply_settings,
-    check_account,
-    complete,
-    expand_from_header,
-    resolve,
-    select_account,
-)
 
 __all__ = [
     "Account",

@@ -7,7 +7,7 @@ parent passes on to ``account NAME : PARENT`` and what a command-line option
 overrides, so both go through ``override`` below.
 
 Values derived at use time (port 25/465, ``tls_trust_file system``, proxy port
-1080) are not stored here by the parser; ``mailhop.config.resolve.complete``
+1080) are not stored here by the parser; ``mailhop.config.accounts.complete``
 fills them in, exactly when msmtp does, so ``account default : X`` inherits the
 raw setting and not a default computed too early.
 """
