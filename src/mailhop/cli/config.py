@@ -23,7 +23,7 @@ report the first error with its file and line, and list the accounts.
 
 def main(program: str, arguments: list[str]) -> int:
     from mailhop.config import Auth, complete, load  # noqa: PLC0415 - this command only
-    from mailhop.config.resolve import account_problem  # noqa: PLC0415
+    from mailhop.config.accounts import account_problem  # noqa: PLC0415
 
     if arguments and arguments[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
