@@ -1,9 +1,231 @@
-"""``mailhop config``: placeholder until the configuration package lands."""
+"""The sendmail personality: ``mailhop sendmail``, or a link named sendmail or msmtp.
+
+Reads a message on stdin and submits it through the configured account, the way
+msmtp does, with exit codes that tell temporary (75) from permanent (65) failures.
+Errors print as ``sendmail: <what happened>`` followed by the server's reply lines.
+
+cron and daemons start this for every message: the heavy parts (config parsing,
+TLS, the SMTP core) are imported only once a message is really to be sent.
+"""
 
 from __future__ import annotations
 
-from mailhop.errors import NotBuiltError
+import dataclasses
+import sys
+from typing import TYPE_CHECKING
+
+from mailhop.cli.sendmail_options import Mode, SendmailOptions, parse
+from mailhop.errors import ExitCode, MailhopError, NotBuiltError, UsageError
+
+if TYPE_CHECKING:
+    from mailhop.config import Account
+    from mailhop.deliver.log import DeliveryRecord
+    from mailhop.message import Address, Message, Recipients
+
+HELP = """\
+usage: sendmail [options] [--] recipient...
+
+Reads a message on standard input and sends it through the configured account.
+
+  -t                  also send to the To, Cc and Bcc of the message
+  -i, -oi             a line with a single dot does not end the message
+  -f ADDR, -r ADDR    envelope sender (<> for none); also picks the account
+  -F NAME             full name for a From header mailhop adds
+  -a ACCOUNT          use this account (default: 'default')
+  -C FILE             use FILE instead of the user configuration file
+  -N LIST, -R RET     DSN: notify (failure,delay,success|never), return (hdrs|full)
+  -X FILE             append a log line to FILE
+  -v                  show the SMTP dialogue (authentication redacted)
+  -P, --pretend       print the resolved account and its settings, send nothing
+  --read-envelope-from  take the envelope sender from the From header
+  --KEY=VALUE         any configuration command, e.g. --port=587 --tls=on
+Flags other sendmails take (-oem, -odi, -B8BITMIME, -G, -h N, -L, -m, -n, -U) are
+accepted and ignored.
+
+Exit status: 0 sent; 75 temporary failure (try again); 65 refused permanently;
+77 authentication refused; 69 the server lacks what the account requires; 76
+protocol error; 78 configuration error; 64 usage error.
+"""
+
+# The issue that builds each mode not built yet, for a clear "comes with" message.
+_COMING: dict[Mode, str] = {
+    Mode.SMTP_ON_STDIO: "-bs (SMTP on standard input) comes with the durable queue",
+    Mode.LIST_QUEUE: "the queue listing comes with the durable queue; mailhop sends "
+    "immediately and does not queue yet",
+    Mode.RUN_QUEUE: "-q comes with the durable queue; mailhop sends immediately and "
+    "does not queue yet",
+    Mode.REBUILD_ALIASES: "newaliases comes with local delivery and aliases",
+    Mode.SERVERINFO: "--serverinfo is not built yet",
+}
 
 
 def main(program: str, arguments: list[str]) -> int:
-    raise NotBuiltError(f"{program}: not built yet")
+    """Run the sendmail personality; ``program`` is the name it was called by."""
+    name = program.rsplit(maxsplit=1)[-1]
+    options = parse(arguments, program=name)
+    if options.mode is Mode.HELP:
+        sys.stdout.write(HELP)
+        return ExitCode.OK
+    if options.mode is Mode.VERSION:
+        from mailhop import __version__  # noqa: PLC0415
+
+        sys.stdout.write(f"mailhop {__version__} (sendmail personality)\n")
+        return ExitCode.OK
+    if options.mode is Mode.PRETEND:
+        return _pretend(options)
+    if options.mode is not Mode.SEND:
+        raise NotBuiltError(_COMING[options.mode])
+    return _send(options, name)
+
+
+def _pretend(options: SendmailOptions) -> int:
+    from mailhop.config import render_pretend, resolve  # noqa: PLC0415
+
+    resolution = resolve(
+        config_file=options.config_file,
+        account_name=options.account,
+        envelope_from=options.envelope_from,
+        settings=options.settings,
+        pretend=True,
+    )
+    sys.stdout.write(
+        render_pretend(
+            resolution.account,
+            messages=resolution.messages,
+            read_envelope_from=options.read_envelope_from,
+            read_recipients=options.read_recipients,
+        )
+    )
+    return ExitCode.OK
+
+
+def _send(options: SendmailOptions, program: str) -> int:
+    from mailhop.config import expand_from_header, resolve  # noqa: PLC0415
+    from mailhop.message import (  # noqa: PLC0415
+        collect_recipients,
+        header_sender,
+        parse_envelope_sender,
+        read_message,
+    )
+
+    if options.read_envelope_from and options.envelope_from is not None:
+        raise UsageError("cannot use both -f and --read-envelope-from")
+    # Refuse a bad recipient argument (CR/LF/NUL, a leading "-") before anything else.
+    collect_recipients(options.recipients)
+
+    def account_for(envelope_from: str | None) -> Account:
+        return resolve(
+            config_file=options.config_file,
+            account_name=options.account,
+            envelope_from=envelope_from,
+            settings=options.settings,
+        ).account
+
+    account = account_for(options.envelope_from) if not options.read_envelope_from else None
+    with read_message(sys.stdin.buffer, ignore_dots=options.ignore_dots) as message:
+        author = header_sender(message.headers)
+        if account is None:
+            if author is None:
+                raise UsageError("--read-envelope-from: the message has no From header")
+            account = account_for(author.addr_spec)
+        if account.from_address and "%F" in account.from_address:
+            account = expand_from_header(account, author.addr_spec if author else "")
+        sender = parse_envelope_sender(account.from_address or "")
+        recipients = collect_recipients(
+            options.recipients, message.headers, read_headers=options.read_recipients
+        )
+        if not recipients.addresses:
+            raise UsageError("no recipients found; name them as arguments or use -t")
+        return _deliver(
+            options, program, account=account, message=message, sender=sender, recipients=recipients
+        )
+
+
+def _deliver(
+    options: SendmailOptions,
+    program: str,
+    *,
+    account: Account,
+    message: Message,
+    sender: Address,
+    recipients: Recipients,
+) -> int:
+    from mailhop.deliver.log import DeliveryRecord  # noqa: PLC0415
+    from mailhop.deliver.smtp import reply_lines  # noqa: PLC0415
+    from mailhop.deliver.submit import submit  # noqa: PLC0415
+
+    def show(line: str) -> None:
+        sys.stderr.write(f"{line}\n")
+
+    def warn(line: str) -> None:
+        sys.stderr.write(f"{program}: warning: {line}\n")
+
+    record = DeliveryRecord(
+        host=account.socket or account.host or "",
+        via_socket=account.socket is not None,
+        tls=account.tls,
+        auth=account.auth.value != "off",
+        user=account.user,
+        envelope_from=sender.addr_spec,
+        recipients=tuple(address.addr_spec for address in recipients.addresses),
+        exit_code=ExitCode.OK,
+    )
+    try:
+        receipt = submit(
+            account,
+            message,
+            sender=sender,
+            recipients=recipients,
+            full_name=options.full_name,
+            transcript=show if options.verbose else None,
+            warn=warn,
+        )
+    except MailhopError as error:
+        _log(account, _failed(record, error))
+        error.details = (*error.details, f"could not send mail ({account.where})")
+        raise
+    reply = receipt.acceptance.reply
+    _log(
+        account,
+        dataclasses.replace(
+            record,
+            mailsize=receipt.acceptance.mailsize,
+            smtp_status=reply.code,
+            smtp_message=reply_lines(reply),
+            message_id=receipt.message_id,
+        ),
+    )
+    return ExitCode.OK
+
+
+def _failed(record: DeliveryRecord, error: MailhopError) -> DeliveryRecord:
+    from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
+
+    if isinstance(error, ServerReplyError):
+        return dataclasses.replace(
+            record,
+            smtp_status=error.code,
+            smtp_message=error.lines,
+            error_message=str(error),
+            exit_code=error.exit_code,
+        )
+    return dataclasses.replace(record, error_message=str(error), exit_code=error.exit_code)
+
+
+def _log(account: Account, record: DeliveryRecord) -> None:
+    from mailhop.deliver.log import (  # noqa: PLC0415
+        DEFAULT_TIME_FORMAT,
+        append_to_file,
+        format_line,
+        send_to_syslog,
+    )
+
+    if account.logfile:
+        time_format = account.logfile_time_format or DEFAULT_TIME_FORMAT
+        append_to_file(account.logfile, format_line(record, time_format=time_format))
+    if account.syslog:
+        send_to_syslog(
+            account.syslog,
+            format_line(record, time_format=None),
+            success=record.exit_code == ExitCode.OK,
+        )

@@ -1,0 +1,502 @@
+"""One SMTP session with an account's server: the blocking pump around the sans-IO core.
+
+``SmtpSession`` owns a ``net.Transport`` and a ``proto.smtp.ClientConnection`` and
+turns the account's rules into a dialogue::
+
+    greeting -> EHLO (HELO if refused) -> [STARTTLS -> handshake -> EHLO]
+             -> [AUTH] -> MAIL, RCPT..., DATA (one PIPELINING batch) -> body -> "."
+             -> QUIT
+
+It decides policy (what the account requires, which reply means what) and maps
+every refusal to a ``DeliveryError`` that knows its exit code; the core enforces
+the wire rules. A session can carry several messages (the queue runner will reuse
+it with RSET between them); ``send`` is all-or-nothing per message: if any
+recipient is refused, the transaction is abandoned and nothing is delivered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Literal, cast
+
+from mailhop.config import Account, Auth, get_password
+from mailhop.deliver.errors import (
+    AuthenticationRefusedError,
+    ConnectionDroppedError,
+    InsecureAuthenticationError,
+    MissingCapabilityError,
+    ProtocolViolationError,
+    ServerReplyError,
+)
+from mailhop.errors import ConfigError, ExitCode, MailhopError
+from mailhop.net.timeouts import Timeouts
+from mailhop.net.tls import TLSPolicy, TLSSettings, client_policy
+from mailhop.net.transport import Endpoint, Transport, open_connection
+from mailhop.proto import sasl
+from mailhop.proto.errors import ProtocolError, RemoteProtocolError
+from mailhop.proto.smtp import (
+    NEED_DATA,
+    ClientConnection,
+    Command,
+    ConnectionClosed,
+    Data,
+    DataChunk,
+    Ehlo,
+    EndOfData,
+    Helo,
+    MailFrom,
+    Quit,
+    RcptTo,
+    Reply,
+    Rset,
+    StartTLS,
+    TLSUpgradeRequired,
+)
+from mailhop.proto.smtp import Auth as AuthCommand
+from mailhop.proto.smtp.capabilities import Capabilities
+
+# How much one read may take from the socket. A reply line is capped by the core
+# (RFC 5321 §4.5.3.1.5); this only bounds a single recv.
+READ_CHUNK_SIZE = 64 * 1024
+
+# Replies that mean "accepted" for each step (RFC 5321 §4.3.2).
+_GREETING_OK = 220
+_AUTH_OK = 235
+_DATA_GO_AHEAD = 354
+
+Transcript = Callable[[str], None]
+DsnNotify = Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Envelope:
+    """Who a message is from and to, as SMTP sees it (RFC 5321 §2.3.1)."""
+
+    sender: str  # "" for the null reverse-path
+    recipients: tuple[str, ...]
+    smtputf8: bool = False  # an address is not ASCII (RFC 6531)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outgoing:
+    """The message as it will cross the wire, with what MAIL FROM must declare."""
+
+    chunks: Iterable[bytes]
+    size: int
+    body_8bitmime: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Acceptance:
+    """The server's final 250 for one message."""
+
+    reply: Reply
+    mailsize: int
+
+
+class SmtpSession:
+    """An open, greeted, secured and authenticated connection to the account's server."""
+
+    def __init__(
+        self,
+        account: Account,
+        *,
+        transcript: Transcript | None = None,
+        warn: Transcript | None = None,
+    ) -> None:
+        self.account = account
+        self._warn = warn
+        self.timeouts = Timeouts.from_setting(account.timeout)
+        self._transcript = transcript
+        self._transport: Transport | None = None
+        self._core = ClientConnection(
+            tls_active=False, allow_plaintext_auth=account.allow_plaintext_auth
+        )
+        self.authenticated_as: str | None = None
+
+    # --- opening ----------------------------------------------------------------------
+
+    def open(self) -> Capabilities:
+        """Connect and run the dialogue up to the first MAIL; return the capabilities.
+
+        Raises:
+            TransportError, DeliveryError, ConfigError: with their exit codes.
+        """
+        account = self.account
+        host = account.host or ""
+        policy = None
+        if account.tls:
+            policy = client_policy(
+                TLSSettings(
+                    trust_file=account.tls_trust_file,
+                    fingerprint=account.tls_fingerprint.hex() if account.tls_fingerprint else None,
+                    certcheck=account.tls_certcheck,
+                    cert_file=account.tls_cert_file,
+                    key_file=account.tls_key_file,
+                    host_override=account.tls_host_override,
+                ),
+                host,
+            )
+            for warning in policy.warnings:
+                if self._warn is not None:
+                    self._warn(warning)
+        endpoint = Endpoint(
+            host=host,
+            port=account.port or 25,
+            unix_socket=account.socket,
+            source_ip=account.source_ip,
+            proxy_host=account.proxy_host,
+            proxy_port=account.proxy_port or 1080,
+        )
+        implicit_tls = account.tls and not account.tls_starttls
+        self._transport = open_connection(
+            endpoint, timeout=self.timeouts.connect, tls=policy if implicit_tls else None
+        )
+        self._core.tls_active = implicit_tls
+        greeting = self._read_reply(self.timeouts.greeting)
+        if greeting.code != _GREETING_OK:
+            raise _refusal("the server refused the connection", greeting, greeting=True)
+        self._hello()
+        if account.tls and account.tls_starttls:
+            self._start_tls(policy)
+        if account.dsn_notify or account.dsn_return:
+            self._require(self._core.capabilities.dsn, "DSN", "dsn_notify/dsn_return")
+        if account.auth is not Auth.NONE:
+            self._authenticate()
+        return self._core.capabilities
+
+    def _hello(self) -> None:
+        self._command(Ehlo(domain=self.account.domain))
+        reply = self._read_reply(self.timeouts.command)
+        if reply.is_transient:
+            raise _refusal("the server refused EHLO", reply)
+        if not reply.is_positive:
+            # RFC 5321 §3.2: a server that does not know EHLO gets HELO.
+            self._command(Helo(domain=self.account.domain))
+            reply = self._read_reply(self.timeouts.command)
+            if not reply.is_positive:
+                if reply.is_transient:
+                    raise _refusal("the server refused HELO", reply)
+                raise ProtocolViolationError(
+                    "the server refused both EHLO and HELO", details=reply.lines
+                )
+
+    def _start_tls(self, policy: TLSPolicy | None) -> None:
+        # Invariant 3 (DESIGN.md §4): STARTTLS configured means STARTTLS required.
+        # Not offered, refused or failed: the attempt ends. Never a plaintext fallback.
+        self._require(self._core.capabilities.starttls, "STARTTLS", "tls_starttls on")
+        self._command(StartTLS())
+        event = self._read_event(self.timeouts.command)
+        if isinstance(event, Reply):
+            raise _refusal(
+                "the server refused STARTTLS; not continuing without TLS",
+                event,
+                permanent_code=ExitCode.UNAVAILABLE,
+            )
+        assert self._transport is not None and policy is not None  # noqa: S101 - tls is on
+        self._transport.start_tls(policy, timeout=self.timeouts.command)
+        self._core.start_tls_done()
+        self._hello()
+
+    def _authenticate(self) -> None:
+        account, capabilities = self.account, self._core.capabilities
+        tls_active = self._core.tls_active
+        if not capabilities.auth:
+            raise MissingCapabilityError(
+                "the server does not support authentication"
+                + ("" if tls_active else " (it may offer it after STARTTLS: set tls on)")
+            )
+        if account.auth is Auth.CHOOSE:
+            try:
+                name = sasl.choose_mechanism(
+                    capabilities.auth,
+                    tls_active=tls_active,
+                    allow_plaintext=account.allow_plaintext_auth,
+                )
+            except sasl.NoSuitableMechanismError as error:
+                raise InsecureAuthenticationError(
+                    f"cannot authenticate: {error}"
+                    + ("" if tls_active else " (set tls on, or allow_plaintext_auth on)")
+                ) from error
+        else:
+            name = account.auth.mechanism or ""
+            self._require(name in capabilities.auth, f"AUTH {name}", f"auth {account.auth.value}")
+        mechanism = self._mechanism(name, tls_active)
+        self._command(AuthCommand(mechanism=mechanism))
+        while True:
+            reply = self._read_reply(self.timeouts.command)
+            if reply.code != 334:
+                break
+            self._flush(self.timeouts.command)
+        if reply.code != _AUTH_OK:
+            if reply.is_transient:
+                raise _refusal("authentication failed temporarily", reply)
+            raise AuthenticationRefusedError(
+                f"authentication as {account.user} failed ({name})",
+                code=reply.code,
+                lines=reply_lines(reply),
+                exit_code=ExitCode.NOPERM,
+            )
+        self.authenticated_as = account.user
+
+    def _mechanism(self, name: str, tls_active: bool) -> sasl.Mechanism:
+        account = self.account
+        if name == "EXTERNAL":
+            return sasl.External(account.user or "")
+        if account.user is None:
+            raise ConfigError(f"{account.where}: auth is on but user is not set; add a 'user' line")
+        if not tls_active and not account.allow_plaintext_auth and name in (
+            "PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER",
+        ):  # fmt: skip
+            raise InsecureAuthenticationError(
+                f"AUTH {name} would send the password in clear without TLS; "
+                "set tls on (or allow_plaintext_auth on to accept the risk)"
+            )
+        secret = get_password(account)
+        if secret is None:
+            raise ConfigError(
+                f"{account.where}: authentication method {name} needs a password; set "
+                "password, passwordeval, a keyring entry or a netrc entry"
+            )
+        if name == "XOAUTH2":
+            return sasl.XOAuth2(account.user, secret)
+        if name == "OAUTHBEARER":
+            return sasl.OAuthBearer(
+                account.user, secret, host=account.host or "", port=account.port or 0
+            )
+        if name not in sasl.PASSWORD_MECHANISMS:
+            raise ConfigError(f"{account.where}: authentication method {name} is not supported")
+        return sasl.password_mechanism(name, account.user, secret)
+
+    def _require(self, offered: bool, what: str, setting: str) -> None:
+        if not offered:
+            raise MissingCapabilityError(
+                f"the server does not offer {what}, which the account requires ({setting}); "
+                "not continuing"
+            )
+
+    # --- sending ----------------------------------------------------------------------
+
+    def send(self, envelope: Envelope, message: Outgoing) -> Acceptance:
+        """Deliver one message to every recipient, or to none.
+
+        Raises:
+            ServerReplyError: a step was refused (4xx -> 75, 5xx -> 65).
+            MissingCapabilityError: the message needs what the server lacks.
+        """
+        capabilities = self._core.capabilities
+        if capabilities.size and message.size > capabilities.size:
+            raise ServerReplyError(
+                f"the message is {message.size} octets but the server accepts at most "
+                f"{capabilities.size} (SIZE, RFC 1870)",
+                code=552,
+                lines=(),
+                exit_code=ExitCode.DATAERR,
+            )
+        account = self.account
+        notify = _dsn_notify(account.dsn_notify)
+        self._command(
+            MailFrom(
+                address=envelope.sender,
+                size=message.size if capabilities.size is not None else None,
+                body="8BITMIME" if message.body_8bitmime else None,
+                smtputf8=envelope.smtputf8,
+                ret=account.dsn_return.value if account.dsn_return else None,
+            ),
+            flush=not capabilities.pipelining,
+        )
+        if not capabilities.pipelining:
+            self._expect_ok(self._read_reply(self.timeouts.mail), "sender", envelope.sender)
+        refusals: list[tuple[str, Reply]] = []
+        for recipient in envelope.recipients:
+            self._command(
+                RcptTo(address=recipient, notify=notify), flush=not capabilities.pipelining
+            )
+            if not capabilities.pipelining:
+                reply = self._read_reply(self.timeouts.rcpt)
+                if not reply.is_positive:
+                    refusals.append((recipient, reply))
+        if capabilities.pipelining:
+            # RFC 2920 §3.1: DATA closes the batch; the replies come back in order.
+            self._command(Data())
+            mail_reply = self._read_reply(self.timeouts.mail)
+            for recipient in envelope.recipients:
+                reply = self._read_reply(self.timeouts.rcpt)
+                if not reply.is_positive:
+                    refusals.append((recipient, reply))
+            data_reply = self._read_reply(self.timeouts.data_initiation)
+            if mail_reply.is_positive and not refusals and data_reply.code == _DATA_GO_AHEAD:
+                return self._send_content(message)
+            if data_reply.code == _DATA_GO_AHEAD:
+                # The server is waiting for content it must not deliver: closing the
+                # connection without the final dot abandons the transaction
+                # (RFC 5321 §4.1.1.4), where a dot would deliver an empty message
+                # to the recipients that were accepted.
+                self._abandon()
+            else:
+                self._reset()
+            self._expect_ok(mail_reply, "sender", envelope.sender)
+            _raise_for_refusals(refusals)
+            raise _refusal("the server refused DATA", data_reply)
+        if refusals:
+            self._reset()
+            _raise_for_refusals(refusals)
+        self._command(Data())
+        data_reply = self._read_reply(self.timeouts.data_initiation)
+        if data_reply.code != _DATA_GO_AHEAD:
+            self._reset()
+            raise _refusal("the server refused DATA", data_reply)
+        return self._send_content(message)
+
+    def _send_content(self, message: Outgoing) -> Acceptance:
+        for chunk in message.chunks:
+            self._core.send(DataChunk(data=chunk))
+            self._flush(self.timeouts.data_block)
+        self._command(EndOfData())
+        reply = self._read_reply(self.timeouts.data_termination)
+        if not reply.is_positive:
+            raise _refusal("the server did not accept the message", reply)
+        return Acceptance(reply=reply, mailsize=self._core.message_size)
+
+    def close(self) -> None:
+        """Say QUIT (best effort) and close the connection."""
+        transport, self._transport = self._transport, None
+        if transport is None:
+            return
+        try:
+            if not transport.is_closed:
+                self._transport = transport
+                self._command(Quit())
+                self._read_reply(self.timeouts.command)
+        except MailhopError:
+            pass  # the message is already accepted or refused; QUIT is a courtesy
+        finally:
+            self._transport = None
+            transport.close()
+
+    def __enter__(self) -> SmtpSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- the pump ---------------------------------------------------------------------
+
+    def _command(self, command: Command, *, flush: bool = True) -> None:
+        try:
+            self._core.send(command)
+        except ProtocolError as error:
+            raise ProtocolViolationError(f"SMTP protocol error: {error}") from error
+        if flush:
+            self._flush(self.timeouts.command)
+
+    def _flush(self, timeout: float) -> None:
+        data = self._core.data_to_send()
+        self._log_sent()
+        if data:
+            assert self._transport is not None  # noqa: S101 - only called while open
+            self._transport.send_all(data, timeout=timeout)
+
+    def _log_sent(self) -> None:
+        if self._transcript is not None:
+            for line in self._core.pop_transcript():
+                self._transcript(f"--> {line}")
+        else:
+            self._core.pop_transcript()
+
+    def _read_event(self, timeout: float) -> Reply | TLSUpgradeRequired:
+        self._flush(timeout)
+        assert self._transport is not None  # noqa: S101 - only called while open
+        while True:
+            try:
+                event = self._core.next_event()
+            except RemoteProtocolError as error:
+                raise ProtocolViolationError(
+                    f"the server broke the SMTP protocol: {error}"
+                ) from error
+            except ProtocolError as error:
+                raise ProtocolViolationError(f"SMTP protocol error: {error}") from error
+            if event is NEED_DATA:
+                self._core.receive_data(self._transport.receive(READ_CHUNK_SIZE, timeout=timeout))
+                continue
+            if isinstance(event, ConnectionClosed):
+                raise ConnectionDroppedError("the server closed the connection unexpectedly")
+            if isinstance(event, Reply) and self._transcript is not None:
+                for line in reply_lines(event):
+                    self._transcript(f"<-- {line}")
+            return event
+
+    def _read_reply(self, timeout: float) -> Reply:
+        event = self._read_event(timeout)
+        if not isinstance(event, Reply):
+            raise ProtocolViolationError("unexpected TLS upgrade request")
+        return event
+
+    def _expect_ok(self, reply: Reply, what: str, address: str) -> None:
+        if not reply.is_positive:
+            raise _refusal(f"{what} address <{address}> not accepted by the server", reply)
+
+    def _reset(self) -> None:
+        try:
+            self._command(Rset())
+            self._read_reply(self.timeouts.command)
+        except (ProtocolViolationError, ConnectionDroppedError):
+            self._abandon()
+
+    def _abandon(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+
+def reply_lines(reply: Reply) -> tuple[str, ...]:
+    """The reply as the server wrote it (``250-first``, ``250 last``), for people."""
+    status = f"{reply.enhanced_status} " if reply.enhanced_status else ""
+    last = len(reply.lines) - 1
+    return tuple(
+        f"{reply.code}{' ' if index == last else '-'}{status}{line}".rstrip()
+        for index, line in enumerate(reply.lines)
+    )
+
+
+def _refusal(
+    what: str,
+    reply: Reply,
+    *,
+    greeting: bool = False,
+    permanent_code: ExitCode = ExitCode.DATAERR,
+    recipient: str | None = None,
+) -> ServerReplyError:
+    """The error for a refused step: 4xx is temporary (75), 5xx permanent."""
+    if reply.is_transient:
+        code = ExitCode.TEMPFAIL
+    elif greeting:
+        code = ExitCode.UNAVAILABLE
+    else:
+        code = permanent_code
+    return ServerReplyError(
+        what, code=reply.code, lines=reply_lines(reply), exit_code=code, recipient=recipient
+    )
+
+
+def _raise_for_refusals(refusals: list[tuple[str, Reply]]) -> None:
+    """All-or-nothing: one refused recipient stops the message (5xx wins over 4xx)."""
+    if not refusals:
+        return
+    permanent = [item for item in refusals if item[1].is_permanent]
+    recipient, reply = (permanent or refusals)[0]
+    others = len(refusals) - 1
+    raise _refusal(
+        f"recipient address <{recipient}> not accepted by the server"
+        + (f" (and {others} more)" if others else "")
+        + "; nothing was sent",
+        reply,
+        recipient=recipient,
+    )
+
+
+def _dsn_notify(setting: str | None) -> tuple[DsnNotify, ...]:
+    if not setting:
+        return ()
+    return tuple(cast("DsnNotify", part.strip().upper()) for part in setting.split(","))
