@@ -24,6 +24,7 @@ Command = Callable[[str, list[str]], int]
 COMMANDS: dict[str, str] = {
     "sendmail": "mailhop.cli.sendmail:main",
     "config": "mailhop.cli.config:main",
+    "demo": "mailhop.cli.demo:main",
 }
 
 # Program names that select a personality (argv[0] dispatch), with the issue that
@@ -57,6 +58,7 @@ usage: mailhop COMMAND [ARGS...]
 commands:
   sendmail   read a message on stdin and send it (also: a link named sendmail or msmtp)
   config     check configuration files and list accounts: mailhop config check
+  demo       send a message through the sendmail personality to an embedded server
   version    print the version
 
 Run 'mailhop COMMAND --help' for the options of a command.
