@@ -114,11 +114,23 @@ class SmtpSession:
             tls_active=False, allow_plaintext_auth=account.allow_plaintext_auth
         )
         self.authenticated_as: str | None = None
+        # What serverinfo shows: the greeting and the capabilities seen before TLS.
+        self.greeting: Reply | None = None
+        self.capabilities_before_tls: Capabilities | None = None
 
     # --- opening ----------------------------------------------------------------------
 
-    def open(self) -> Capabilities:
+    @property
+    def transport(self) -> Transport:
+        """The open connection (for its TLS and certificate details)."""
+        if self._transport is None:
+            raise ConnectionDroppedError("the connection is not open")
+        return self._transport
+
+    def open(self, *, authenticate: bool = True) -> Capabilities:
         """Connect and run the dialogue up to the first MAIL; return the capabilities.
+
+        ``authenticate=False`` stops before AUTH (serverinfo looks, never logs in).
 
         Raises:
             TransportError, DeliveryError, ConfigError: with their exit codes.
@@ -154,15 +166,16 @@ class SmtpSession:
             endpoint, timeout=self.timeouts.connect, tls=policy if implicit_tls else None
         )
         self._core.tls_active = implicit_tls
-        greeting = self._read_reply(self.timeouts.greeting)
+        self.greeting = greeting = self._read_reply(self.timeouts.greeting)
         if greeting.code != _GREETING_OK:
             raise _refusal("the server refused the connection", greeting, greeting=True)
         self._hello()
         if account.tls and account.tls_starttls:
+            self.capabilities_before_tls = self._core.capabilities
             self._start_tls(policy)
         if account.dsn_notify or account.dsn_return:
             self._require(self._core.capabilities.dsn, "DSN", "dsn_notify/dsn_return")
-        if account.auth is not Auth.NONE:
+        if authenticate and account.auth is not Auth.NONE:
             self._authenticate()
         return self._core.capabilities
 
