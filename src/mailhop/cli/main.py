@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sendmail": "mailhop.cli.sendmail:main",
     "config": "mailhop.cli.config:main",
     "demo": "mailhop.cli.demo:main",
+    "serverinfo": "mailhop.cli.sendmail:serverinfo",
 }
 
 # Program names that select a personality (argv[0] dispatch), with the issue that
@@ -48,7 +49,6 @@ PLANNED: dict[str, str] = {
     "fetch": "POP3/IMAP retrieval",
     "configure": "the setup tools",
     "doctor": "the setup tools",
-    "serverinfo": "the SMTP client",
     "serve": "the local SMTP listener",
 }
 
@@ -58,6 +58,7 @@ usage: mailhop COMMAND [ARGS...]
 commands:
   sendmail   read a message on stdin and send it (also: a link named sendmail or msmtp)
   config     check configuration files and list accounts: mailhop config check
+  serverinfo show what an account's server offers (TLS, certificate, capabilities)
   demo       send a message through the sendmail personality to an embedded server
   version    print the version
 

@@ -37,6 +37,7 @@ Reads a message on standard input and sends it through the configured account.
   -X FILE             append a log line to FILE
   -v                  show the SMTP dialogue (authentication redacted)
   -P, --pretend       print the resolved account and its settings, send nothing
+  -S, --serverinfo    show the server's greeting, TLS certificate and capabilities
   --read-envelope-from  take the envelope sender from the From header
   --KEY=VALUE         any configuration command, e.g. --port=587 --tls=on
 Flags other sendmails take (-oem, -odi, -B8BITMIME, -G, -h N, -L, -m, -n, -U) are
@@ -55,7 +56,6 @@ _COMING: dict[Mode, str] = {
     Mode.RUN_QUEUE: "-q comes with the durable queue; mailhop sends immediately and "
     "does not queue yet",
     Mode.REBUILD_ALIASES: "newaliases comes with local delivery and aliases",
-    Mode.SERVERINFO: "--serverinfo is not built yet",
 }
 
 
@@ -73,6 +73,8 @@ def main(program: str, arguments: list[str]) -> int:
         return ExitCode.OK
     if options.mode is Mode.PRETEND:
         return _pretend(options)
+    if options.mode is Mode.SERVERINFO:
+        return _serverinfo(options, name)
     if options.mode is not Mode.SEND:
         raise NotBuiltError(_COMING[options.mode])
     return _send(options, name)
@@ -96,6 +98,32 @@ def _pretend(options: SendmailOptions) -> int:
             read_recipients=options.read_recipients,
         )
     )
+    return ExitCode.OK
+
+
+def serverinfo(program: str, arguments: list[str]) -> int:
+    """``mailhop serverinfo [-a ACCOUNT] [-C FILE] [--host=H --port=P ...]``."""
+    return main(program, ["--serverinfo", *arguments])
+
+
+def _serverinfo(options: SendmailOptions, program: str) -> int:
+    from mailhop.config import resolve  # noqa: PLC0415
+    from mailhop.deliver.serverinfo import server_report  # noqa: PLC0415
+
+    if options.recipients:
+        raise UsageError("serverinfo takes no recipients")
+    account = resolve(
+        config_file=options.config_file,
+        account_name=options.account,
+        envelope_from=options.envelope_from,
+        settings=options.settings,
+        sendmail_mode=False,
+    ).account
+
+    def warn(line: str) -> None:
+        sys.stderr.write(f"{program}: warning: {line}\n")
+
+    sys.stdout.write(server_report(account, warn=warn))
     return ExitCode.OK
 
 
