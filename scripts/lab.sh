@@ -764,6 +764,13 @@ cmd_status() {
     for port in "${ALL_PORTS[@]}"; do
         if port_open "$port"; then echo "port $port: open"; else echo "port $port: closed"; status=1; fi
     done
+    for port in "$PORT_IMAP" "$PORT_POP3"; do
+        if port_open "$port" "$HOST_STRICT"; then
+            echo "port $HOST_STRICT:$port: open"
+        else
+            echo "port $HOST_STRICT:$port: closed"; status=1
+        fi
+    done
     if [ -f "$LAB_JSON" ]; then echo "lab.json: $LAB_JSON"; else echo "lab.json: missing"; fi
     return $status
 }
