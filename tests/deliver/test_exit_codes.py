@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import pytest
 from deliver_support import exit_code, make_account, run_submit
@@ -35,7 +36,7 @@ from mailhop.errors import ExitCode
 TWO = ("good@example.test", "bad@example.test")
 
 
-def plain_account(port: int, **settings: object) -> Account:
+def plain_account(port: int, **settings: Any) -> Account:
     return make_account(port, tls=False, **settings)
 
 
