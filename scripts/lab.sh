@@ -59,7 +59,8 @@ USER_ADDRESSES=(alice@example.test bob@example.test carol@example.test dave@exam
 
 REQUIRED_PACKAGES=(postfix dovecot-imapd dovecot-pop3d openssl)
 # msmtp, never msmtp-mta: that one provides /usr/sbin/sendmail and conflicts with postfix.
-OPTIONAL_PACKAGES=(msmtp s-nail bsd-mailx cron swaks git-email mutt)
+# git send-email needs Mail::Address (libmailtools-perl), only a Recommends of git-email.
+OPTIONAL_PACKAGES=(msmtp s-nail bsd-mailx cron swaks git-email libmailtools-perl mutt)
 
 TLS_DIR=$LAB_DIR/tls
 MAIL_DIR=$LAB_DIR/mail

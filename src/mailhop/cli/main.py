@@ -95,13 +95,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         personality = PERSONALITIES.get(program)
         if personality is not None:
             return resolve(personality)(program, rest)
+        # ``python -m mailhop`` and ``mailhop`` alike; errors of a subcommand are
+        # reported under its own name ("sendmail: ..."), as callers grep for it.
+        program = "mailhop"
         if not rest or rest[0] in ("-h", "--help", "help"):
             sys.stdout.write(USAGE)
             return ExitCode.OK if rest else ExitCode.USAGE
         if rest[0] in ("version", "--version"):
             sys.stdout.write(f"mailhop {_version()}\n")
             return ExitCode.OK
-        return resolve(rest[0])(f"mailhop {rest[0]}", rest[1:])
+        command = resolve(rest[0])
+        program = rest[0]
+        return command(f"mailhop {rest[0]}", rest[1:])
     except MailhopError as error:
         report(program, error)
         return error.exit_code
