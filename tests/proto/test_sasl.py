@@ -151,6 +151,7 @@ def test_oauth_mechanisms() -> None:
     assert run(bearer, [b'{"status":"invalid_token"}']) == [
         b"n,a=me=2C=3Dx,\x01host=mx.test\x01port=587\x01auth=Bearer tok\x01\x01", b"\x01"
     ]  # fmt: skip
+    assert run(bearer, [None])[1] == b"<done>"
     assert run(sasl.External(), [None]) == [b"", b"<done>"]
 
 

@@ -139,6 +139,7 @@ REJECTED = [
     (b"MAIL FROM:<a@x.test> RET=ALL\r\n", 501),
     (b"MAIL FROM:<a@x.test> ENVID=a+zz\r\n", 501),
     (b"MAIL FROM:<a@x.test> ENVID\r\n", 501),
+    (b"MAIL FROM:<a@x.test> ENVID=+FF\r\n", 501),
     (b"MAIL FROM:<a@x.test> =x\r\n", 501),
     (b"MAIL FROM:<a@x.test> X=a=b\r\n", 501),
     ("MAIL FROM:<jörg@x.test>\r\n".encode(), 553),

@@ -188,7 +188,7 @@ class ClientConnection:
     def _transition(self, event: ClientInput) -> None:
         try:
             self._state = CLIENT_TRANSITIONS[self._state][event]
-        except KeyError:
+        except KeyError:  # pragma: no cover - send() checks first; replies by construction
             raise LocalProtocolError(
                 f"{event.name} is not allowed in state {self._state.name}"
             ) from None

@@ -21,8 +21,8 @@ import re
 
 __all__ = ["DataDecoder", "DataEncoder"]
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-_CR_OR_LF = re.compile(rb"[\r\n]")
+# A CR not followed by LF, or an LF not preceded by CR (within one stretch).
+_LONE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 class DataEncoder:
@@ -47,12 +47,14 @@ class DataEncoder:
                 self._after_cr = False
                 return b""
         self._after_cr = chunk[-1] == 0x0D
-        normalised, line_ends = _LINE_END.subn(b"\r\n", chunk)
+        # Three C-level passes: CRLF and lone CR to LF, then every LF to CRLF.
+        as_lf = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        normalised = as_lf.replace(b"\n", b"\r\n")
         stuffed = normalised.replace(b"\r\n.", b"\r\n..")
         if self._at_line_start and stuffed[0] == 0x2E:
             stuffed = b"." + stuffed
         self._at_line_start = normalised[-1] == 0x0A
-        self.message_size += len(normalised) - line_ends
+        self.message_size += len(as_lf)
         self.wire_size += len(stuffed)
         return stuffed
 
@@ -87,18 +89,7 @@ class DataDecoder:
         while index < length:
             state = self._state
             if state is _DecoderState.MIDDLE:
-                match = _CR_OR_LF.search(data, index)
-                if match is None:
-                    out += data[index:]
-                    break
-                found = match.start()
-                out += data[index:found]
-                if data[found] == 0x0A:  # LF without CR
-                    self.bare_line_endings = True
-                    out += b"\n"
-                else:
-                    self._state = _DecoderState.CR
-                index = found + 1
+                index = self._inside_line(data, index, out)
             elif state is _DecoderState.CR:
                 if data[index] == 0x0A:
                     out += b"\r\n"
@@ -128,3 +119,29 @@ class DataDecoder:
                 out += b"\r"
                 self._state = _DecoderState.MIDDLE
         return bytes(out), None
+
+    def _inside_line(self, data: bytes, index: int, out: bytearray) -> int:
+        """Copy content up to the next line that starts with "."; return the new index.
+
+        Ordinary CRLF lines need no work, so a whole stretch is copied at C speed.
+        A CR at the very end waits for the next chunk (its LF may be there). A lone
+        CR or LF is content: it is copied, reported, and scanning goes on after it.
+        """
+        dot = data.find(b"\r\n.", index)
+        pending_cr = dot == -1 and data.endswith(b"\r")
+        end = len(data) - pending_cr if dot == -1 else dot + 2
+        stretch = data[index:end]
+        lone = _LONE_CR_OR_LF.search(stretch)
+        if lone is not None:
+            self.bare_line_endings = True
+            out += stretch[: lone.end()]
+            return index + lone.end()
+        out += stretch
+        if dot != -1:
+            self._state = _DecoderState.DOT
+            return dot + 3
+        if pending_cr:
+            self._state = _DecoderState.CR
+        elif stretch.endswith(b"\r\n"):
+            self._state = _DecoderState.LINE_START
+        return len(data)
