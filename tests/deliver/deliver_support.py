@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,3 +75,57 @@ def exit_code(outcome: Receipt | MailhopError) -> ExitCode:
     if isinstance(outcome, MailhopError):
         return outcome.exit_code
     return ExitCode.OK
+
+
+# --- the real command line, as cron runs it ------------------------------------------
+
+# A subprocess that has not finished by then is hung: fail rather than wait.
+SUBPROCESS_TIMEOUT_SECONDS = 60
+
+
+def write_msmtprc(directory: Path, port: int, *lines: str, ca_file: Path | None = None) -> Path:
+    """An msmtprc (mode 0600) with one default account for 127.0.0.1:``port``.
+
+    ``lines`` are added to the account (``"auth on"``, ``"tls off"`` ...); later
+    lines override earlier ones, as in msmtp.
+    """
+    path = directory / "msmtprc"
+    settings = [
+        "host 127.0.0.1",
+        f"port {port}",
+        f"timeout {TEST_TIMEOUT_SECONDS}",
+        "from sender@example.test",
+        "tls on",
+        "tls_starttls on",
+        *([f"tls_trust_file {ca_file}"] if ca_file else []),
+        *lines,
+    ]
+    path.write_text("account default\n" + "".join(f"{line}\n" for line in settings))
+    path.chmod(0o600)
+    return path
+
+
+def run_sendmail(
+    config: Path,
+    *arguments: str,
+    message: bytes = SIMPLE_MESSAGE,
+    timeout: float = SUBPROCESS_TIMEOUT_SECONDS,
+) -> subprocess.CompletedProcess[bytes]:
+    """``python -m mailhop sendmail -C config ARGUMENTS`` with ``message`` on stdin."""
+    home = config.parent
+    environment = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "xdg"),
+        "LC_ALL": "C.UTF-8",
+    }
+    environment.pop("EMAIL", None)
+    environment.pop("SMTPSERVER", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mailhop", "sendmail", "-C", str(config), *arguments],
+        input=message,
+        capture_output=True,
+        timeout=timeout,
+        env=environment,
+        check=False,
+    )

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import trustme
 from cryptography import x509
@@ -556,3 +556,78 @@ def odd_cert_context(directory: Path, *, self_signed: bool = False, expired: boo
 def certificate_der(context_cert: trustme.LeafCert) -> bytes:
     pem = context_cert.cert_chain_pems[0].bytes()
     return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+# --- an independent reference server -----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """One message as aiosmtpd took it (content unstuffed, CRLF line ends)."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    mail_options: tuple[str, ...]
+    content: bytes
+
+
+class _AiosmtpdRecorder:
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(
+            Envelope(
+                sender=envelope.mail_from,
+                recipients=tuple(envelope.rcpt_tos),
+                mail_options=tuple(envelope.mail_options),
+                content=envelope.original_content,
+            )
+        )
+        return "250 2.0.0 Ok: queued"
+
+
+class ReferenceServer:
+    """aiosmtpd on loopback (no TLS, no AUTH) behind a ``RecordingProxy``.
+
+    ``port`` is the proxy's: ``wire(index)`` is what the client sent on connection
+    ``index``, ``envelopes`` what aiosmtpd reconstructed from it.
+    """
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            upstream_port = probe.getsockname()[1]
+        self._recorder = _AiosmtpdRecorder()
+        self._controller = Controller(
+            self._recorder,
+            hostname=LOOPBACK,
+            port=upstream_port,
+            enable_SMTPUTF8=True,
+            data_size_limit=0,  # no SIZE limit: the memory test streams a lot
+        )
+        self._controller.start()
+        self._proxy = RecordingProxy(upstream_port)
+
+    @property
+    def port(self) -> int:
+        return self._proxy.port
+
+    @property
+    def envelopes(self) -> list[Envelope]:
+        return self._recorder.envelopes
+
+    def wire(self, index: int = 0) -> bytes:
+        return self._proxy.wait(index)
+
+    def stop(self) -> None:
+        self._proxy.stop()
+        self._controller.stop()
+
+    def __enter__(self) -> ReferenceServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
