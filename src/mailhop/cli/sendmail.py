@@ -48,6 +48,12 @@ Exit status: 0 sent; 75 temporary failure (try again); 65 refused permanently;
 protocol error; 78 configuration error; 64 usage error.
 """
 
+# Command-line spellings msmtp accepts that the configuration file does not: sendmail's
+# ``-R hdrs`` (msmtp.md §2.2) is the file's ``dsn_return headers``.
+_COMMAND_LINE_SPELLINGS: dict[tuple[str, str], tuple[str, str]] = {
+    ("dsn_return", "hdrs"): ("dsn_return", "headers"),
+}
+
 # The issue that builds each mode not built yet, for a clear "comes with" message.
 _COMING: dict[Mode, str] = {
     Mode.SMTP_ON_STDIO: "-bs (SMTP on standard input) comes with the durable queue",
@@ -87,7 +93,7 @@ def _pretend(options: SendmailOptions) -> int:
         config_file=options.config_file,
         account_name=options.account,
         envelope_from=options.envelope_from,
-        settings=options.settings,
+        settings=_settings(options),
         pretend=True,
     )
     sys.stdout.write(
@@ -127,6 +133,11 @@ def _serverinfo(options: SendmailOptions, program: str) -> int:
     return ExitCode.OK
 
 
+def _settings(options: SendmailOptions) -> tuple[tuple[str, str], ...]:
+    """The options' settings in the configuration file's terms."""
+    return tuple(_COMMAND_LINE_SPELLINGS.get(setting, setting) for setting in options.settings)
+
+
 def _send(options: SendmailOptions, program: str) -> int:
     from mailhop.config import expand_from_header, resolve  # noqa: PLC0415
     from mailhop.message import (  # noqa: PLC0415
@@ -146,7 +157,7 @@ def _send(options: SendmailOptions, program: str) -> int:
             config_file=options.config_file,
             account_name=options.account,
             envelope_from=envelope_from,
-            settings=options.settings,
+            settings=_settings(options),
         ).account
 
     account = account_for(options.envelope_from) if not options.read_envelope_from else None
