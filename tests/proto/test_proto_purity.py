@@ -38,3 +38,15 @@ def test_no_proto_module_imports_io() -> None:
 def test_the_walk_sees_every_import_form() -> None:
     source = "import os.path\nfrom socket import socket\ndef f():\n    import time\n"
     assert imported_top_level_modules(source) >= {"os", "socket", "time"}
+
+
+def test_the_public_names_exist() -> None:
+    """Every name in the curated ``__all__`` lists resolves (httpx's export test)."""
+    import mailhop.proto.errors
+    import mailhop.proto.sasl
+    import mailhop.proto.smtp
+
+    for module in (mailhop.proto.smtp, mailhop.proto.sasl, mailhop.proto.errors):
+        assert module.__all__ == sorted(module.__all__, key=lambda n: (not n.isupper(), n))
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"

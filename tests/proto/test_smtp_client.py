@@ -537,3 +537,46 @@ class TwoResponses(sasl.Mechanism):
     def flow(self) -> sasl.Flow:
         yield b"first"
         yield b"second"
+
+
+@pytest.mark.parametrize(
+    ("mail", "content", "error"),
+    [
+        (MailFrom(address="a@x.test"), "café".encode(), "8BITMIME"),
+        (MailFrom(address="a@x.test", body="7BIT"), b"\xff", "8BITMIME"),
+        (MailFrom(address="a@x.test", body="8BITMIME"), b"a\0b", "NUL"),
+        (MailFrom(address="a@x.test", body="8BITMIME"), "café".encode(), None),
+        (MailFrom(address="a@x.test", smtputf8=True), "café".encode(), None),
+    ],
+)
+def test_eight_bit_content_only_where_declared(
+    mail: MailFrom, content: bytes, error: str | None
+) -> None:
+    client = ready_client()
+    for command in (mail, RcptTo(address="b@x.test"), Data()):
+        client.send(command)
+    feed(client, b"250 ok\r\n250 ok\r\n354 go\r\n")
+    client.data_to_send()
+    if error is None:
+        client.send(DataChunk(data=content))
+        assert client.data_to_send() == content
+        return
+    with pytest.raises(LocalProtocolError, match=error):
+        client.send(DataChunk(data=content))
+    assert client.data_to_send() == b"" and client.state is ClientState.ERROR
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        MailFrom(address="a@x.test", body="BINARYMIME"),  # type: ignore[arg-type]
+        MailFrom(address="a@x.test", ret="ALL"),  # type: ignore[arg-type]
+        RcptTo(address="b@x.test", notify=("ALWAYS",)),  # type: ignore[arg-type]
+    ],
+)
+def test_parameter_values_are_checked_at_run_time(command: MailFrom | RcptTo) -> None:
+    client = ready_client()
+    if isinstance(command, RcptTo):
+        client.send(MailFrom(address="a@x.test"))
+    with pytest.raises(LocalProtocolError, match="is not one of"):
+        client.send(command)

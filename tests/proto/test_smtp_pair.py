@@ -30,7 +30,7 @@ from mailhop.proto.smtp import (
     TLSUpgradeRequired,
 )
 
-PIECES = [b"a", b"xyz", b" ", b".", b"..", b"\r", b"\n", b"\r\n", b"\x00", b"\xff", b"\t"]
+PIECES = [b"a", b"xyz", b" ", b".", b"..", b"\r", b"\n", b"\r\n", b"\xff", b"\t"]
 
 
 def normalise(data: bytes) -> bytes:
@@ -42,7 +42,7 @@ def send_message(
     client: ClientConnection, server: ScriptedServer, recipients: list[str], chunks: list[bytes]
 ) -> list[Reply]:
     commands: list[Command] = [
-        MailFrom(address="sender@x.test", size=sum(map(len, chunks))),
+        MailFrom(address="sender@x.test", size=sum(map(len, chunks)), body="8BITMIME"),
         *(RcptTo(address=address) for address in recipients),
         Data(),
     ]

@@ -145,10 +145,12 @@ def _mail_parameters(command: MailFrom) -> str:
             raise LocalProtocolError("SIZE must not be negative")
         out += _parameter("SIZE", str(command.size))
     if command.body is not None:
+        _check_choice("BODY", command.body, ("7BIT", "8BITMIME"))
         out += _parameter("BODY", command.body)
     if command.smtputf8:
         out += _parameter("SMTPUTF8", None)
     if command.ret is not None:
+        _check_choice("RET", command.ret, ("FULL", "HDRS"))
         out += _parameter("RET", command.ret)
     if command.envid is not None:
         out += _parameter("ENVID", xtext_encode(command.envid))
@@ -157,12 +159,20 @@ def _mail_parameters(command: MailFrom) -> str:
     return out
 
 
+def _check_choice(keyword: str, value: str, allowed: tuple[str, ...]) -> None:
+    # The Literal types say so, but callers need not run mypy.
+    if value not in allowed:
+        raise LocalProtocolError(f"{keyword}={value!r} is not one of {', '.join(allowed)}")
+
+
 def _rcpt_parameters(command: RcptTo) -> str:
     out = ""
     if command.notify:
         # RFC 3461 §4.1: NEVER alone, or any of SUCCESS, FAILURE, DELAY.
         if "NEVER" in command.notify and len(command.notify) > 1:
             raise LocalProtocolError("NOTIFY=NEVER cannot be combined with other values")
+        for word in command.notify:
+            _check_choice("NOTIFY", word, ("NEVER", *_NOTIFY_WORDS))
         out += _parameter("NOTIFY", ",".join(command.notify))
     if command.orcpt is not None:
         if not command.orcpt.isascii():

@@ -250,6 +250,19 @@ class ClientConnection:
         if missing is not None:
             raise LocalProtocolError(f"the server did not advertise {missing}")
 
+    def _check_content(self, data: bytes) -> None:
+        """DESIGN.md §4 invariant 5: 8-bit octets only where the MAIL declared them.
+
+        The message layer must downgrade (QP/base64) first; this is the safety net.
+        Raising here leaves the DATA unterminated, so the server discards it.
+        """
+        if b"\0" in data:
+            raise LocalProtocolError("NUL in message content (RFC 5322 §3.5, RFC 6152 §2)")
+        mail = self._current_mail
+        eight_bit_declared = mail is not None and (mail.body == "8BITMIME" or mail.smtputf8)
+        if not eight_bit_declared and not data.isascii():
+            raise LocalProtocolError("8-bit content needs BODY=8BITMIME (RFC 6152 §3)")
+
     def _send_auth(self, command: Auth) -> None:
         mechanism = command.mechanism
         if self.authenticated:
@@ -274,6 +287,7 @@ class ClientConnection:
 
     def _send_content(self, command: DataChunk | EndOfData) -> None:
         if isinstance(command, DataChunk):
+            self._check_content(command.data)
             self._outgoing += self._encoder.encode(command.data)
         else:
             self._outgoing += self._encoder.end()
