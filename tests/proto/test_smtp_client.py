@@ -63,6 +63,7 @@ def ready_client(ehlo_reply: bytes = EHLO_REPLY, **options: bool) -> ClientConne
 
 def test_full_session_with_starttls_auth_and_pipelining() -> None:
     client = ClientConnection()
+    assert client.outstanding == (None,)  # the greeting
     [greeting] = feed(client, b"220 mx.test ESMTP\r\n")
     assert greeting == Reply(code=220, lines=("mx.test ESMTP",)) and greeting.command is None
     client.send(Ehlo(domain="client.test"))
@@ -130,6 +131,11 @@ def test_bytes_during_the_handshake_are_refused() -> None:
     with pytest.raises(RemoteProtocolError, match="during the TLS handshake"):
         client.start_tls_done()
     assert client.state is ClientState.ERROR
+    client = ready_client(b"250-mx.test\r\n250 STARTTLS\r\n")
+    client.send(StartTLS())
+    feed(client, b"220 go\r\n")
+    with pytest.raises(RemoteProtocolError, match="before the TLS handshake"):
+        feed(client, b"250 injected\r\n")  # a driver that kept reading
 
 
 def test_starttls_rules() -> None:
@@ -141,6 +147,7 @@ def test_starttls_rules() -> None:
         client.start_tls_done()
     client = ready_client(b"250-mx.test\r\n250 STARTTLS\r\n")
     client.send(StartTLS())
+    assert client.outstanding == (StartTLS(),)
     with pytest.raises(LocalProtocolError, match="no STARTTLS 220"):
         client.start_tls_done()  # the 220 has not arrived yet
     client = ready_client(b"250-mx.test\r\n250 STARTTLS\r\n")

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from mailhop.proto.smtp._state import ClientState, ServerState
 from mailhop.proto.smtp.capabilities import Capabilities
-from mailhop.proto.smtp.client import REDACTED, ClientConnection, ClientEvent
+from mailhop.proto.smtp.client import (
+    DEFAULT_REPLY_TIMEOUT,
+    REDACTED,
+    REPLY_TIMEOUTS,
+    ClientConnection,
+    ClientEvent,
+)
 from mailhop.proto.smtp.dotstuff import DataDecoder, DataEncoder
 from mailhop.proto.smtp.events import (
     NEED_DATA,
@@ -54,6 +60,7 @@ from mailhop.proto.smtp.server import (
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_REPLY_TIMEOUT",
     "MAX_AUTH_LINE_LENGTH",
     "MAX_COMMAND_LINE_LENGTH",
     "MAX_PARAMETER_LINE_LENGTH",
@@ -62,6 +69,7 @@ __all__ = [
     "MAX_REPLY_SIZE",
     "NEED_DATA",
     "REDACTED",
+    "REPLY_TIMEOUTS",
     "Auth",
     "AuthCancelled",
     "AuthRequest",

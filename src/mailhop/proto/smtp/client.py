@@ -59,7 +59,13 @@ from mailhop.proto.smtp.events import (
 )
 from mailhop.proto.smtp.replies import MAX_REPLY_LINE_LENGTH, ReplyParser
 
-__all__ = ["REDACTED", "ClientConnection", "ClientEvent"]
+__all__ = [
+    "DEFAULT_REPLY_TIMEOUT",
+    "REDACTED",
+    "REPLY_TIMEOUTS",
+    "ClientConnection",
+    "ClientEvent",
+]
 
 ClientEvent = Reply | TLSUpgradeRequired | ConnectionClosed
 
@@ -86,6 +92,14 @@ _SEND_INPUT: dict[type[Command], ClientInput] = {
 }
 
 _SERVICE_CLOSING = 421  # RFC 5321 §3.8: may come at any time, then the server closes
+
+# RFC 5321 §4.5.3.2: the minimum time a client should wait for each reply, in
+# seconds (None: the greeting). Between content writes §4.5.3.2.5 allows 3
+# minutes per send. The driver applies them; the core has no clock.
+REPLY_TIMEOUTS: dict[type[Command] | None, float] = {
+    None: 300, MailFrom: 300, RcptTo: 300, Data: 120, EndOfData: 600,
+}  # fmt: skip
+DEFAULT_REPLY_TIMEOUT = 300  # for the commands RFC 5321 does not name
 
 
 class ClientConnection:
@@ -119,6 +133,15 @@ class ClientConnection:
     @property
     def state(self) -> ClientState:
         return self._state
+
+    @property
+    def outstanding(self) -> tuple[Command | None, ...]:
+        """Commands awaiting replies, oldest first (None: the greeting).
+
+        The driver picks its read timeout from the oldest (RFC 5321 §4.5.3.2,
+        see :data:`REPLY_TIMEOUTS`).
+        """
+        return tuple(self._outstanding)
 
     @property
     def message_size(self) -> int:
@@ -319,7 +342,9 @@ class ClientConnection:
         return ConnectionClosed()
 
     def _handle_reply(self, reply: Reply) -> ClientEvent:
-        if self._upgrade_ready or self._state is ClientState.CLOSED:
+        if self._upgrade_ready:
+            raise RemoteProtocolError(f"reply {reply.code} before the TLS handshake")
+        if self._state is ClientState.CLOSED:
             raise RemoteProtocolError(f"unexpected reply {reply.code} after the session ended")
         if not self._outstanding:
             if reply.code != _SERVICE_CLOSING:
