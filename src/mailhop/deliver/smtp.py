@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Literal, cast
 
-from mailhop.config import Account, Auth, get_password
+from mailhop.config import Account, Auth, Protocol, get_password
 from mailhop.deliver.errors import (
     AuthenticationRefusedError,
     ConnectionDroppedError,
@@ -136,6 +136,13 @@ class SmtpSession:
             TransportError, DeliveryError, ConfigError: with their exit codes.
         """
         account = self.account
+        if account.protocol is not Protocol.SMTP:
+            # LMTP (RFC 2033) answers per recipient after DATA; sending it SMTP's
+            # all-or-nothing dialogue would misreport partial deliveries.
+            raise ConfigError(
+                f"{account.where}: protocol {account.protocol.value} is not supported yet; "
+                "use protocol smtp"
+            )
         host = account.host or ""
         policy = None
         if account.tls:
