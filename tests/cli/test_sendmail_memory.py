@@ -142,7 +142,7 @@ def test_a_huge_message_streams_in_flat_memory(tmp_path: Path) -> None:
     feeder = threading.Thread(target=_feed, args=(child.stdin, MESSAGE_BYTES), daemon=True)
     feeder.start()
     try:
-        _pid, status, usage = os.wait4(child.pid, 0)
+        _pid, status = os.waitpid(child.pid, 0)
     finally:
         feeder.join(SINK_TIMEOUT_SECONDS)
         sink.stop()
@@ -155,6 +155,6 @@ def test_a_huge_message_streams_in_flat_memory(tmp_path: Path) -> None:
     peak = sink.peak_rss_at_end_of_data
     assert peak is not None, "could not read the child's VmHWM"
     assert peak < MAX_PEAK_RSS_BYTES, f"peak RSS {peak / 2**20:.1f} MiB"
-    # ru_maxrss (KiB on Linux) covers the whole life of the child, QUIT and log included.
-    assert usage.ru_maxrss * 1024 < MAX_PEAK_RSS_BYTES, f"ru_maxrss {usage.ru_maxrss} KiB"
+    # Not ru_maxrss from wait4: Linux carries the forking parent's (pytest's) peak
+    # over into the child's, so it measures the test runner, not mailhop.
     assert elapsed < 60, elapsed
