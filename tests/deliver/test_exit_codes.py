@@ -13,8 +13,12 @@ import time
 from typing import Any
 
 import pytest
-from deliver_support import exit_code, make_account, run_submit
-from scripted_server import (
+
+from mailhop.config import Account, DsnReturn
+from mailhop.deliver.errors import ServerReplyError
+from mailhop.errors import ExitCode
+from tests.deliver.deliver_support import exit_code, make_account, run_submit
+from tests.deliver.scripted_server import (
     GREETING,
     Expect,
     Hangup,
@@ -28,10 +32,6 @@ from scripted_server import (
     ehlo,
     reply,
 )
-
-from mailhop.config import Account, DsnReturn
-from mailhop.deliver.errors import ServerReplyError
-from mailhop.errors import ExitCode
 
 TWO = ("good@example.test", "bad@example.test")
 
@@ -294,3 +294,21 @@ def test_421_in_the_middle_of_a_pipelined_batch_is_temporary(scripted: ServerFac
     outcome = run_submit(plain_account(server.port))
     assert exit_code(outcome) == ExitCode.TEMPFAIL, outcome
     assert not server.wait().data_blocks
+
+
+def test_utf8_recipient_without_smtputf8_is_refused_before_mail(scripted: ServerFactory) -> None:
+    # security.md C5: no faithful downgrade of a UTF-8 mailbox exists.
+    server = scripted([*GREETING, *ehlo("PIPELINING", "8BITMIME")])
+    outcome = run_submit(plain_account(server.port), recipients=("jörg@例え.jp",))
+    assert exit_code(outcome) == ExitCode.UNAVAILABLE, outcome
+    assert not server.wait().sent_any(b"MAIL", b"RCPT")
+
+
+def test_utf8_recipient_with_smtputf8(scripted: ServerFactory) -> None:
+    server = scripted([*GREETING, *ehlo("PIPELINING", "8BITMIME", "SMTPUTF8"), *accept_message()])
+    outcome = run_submit(plain_account(server.port), recipients=("jörg@例え.jp",))
+    assert exit_code(outcome) == ExitCode.OK, outcome
+    capture = server.wait()
+    [mail] = capture.commands(b"MAIL")
+    assert b" SMTPUTF8" in mail
+    assert capture.commands(b"RCPT") == ["RCPT TO:<jörg@例え.jp>".encode()]
