@@ -1,7 +1,7 @@
 """Fixtures shared by every test area.
 
 ``lab`` (session scope): the running Postfix/Dovecot lab of scripts/lab.sh as a frozen
-``lab.support.Lab``. Tests that need it are marked ``@pytest.mark.lab``. Without a lab
+``tests.lab.support.Lab``. Tests that need it are marked ``@pytest.mark.lab``. Without a lab
 (not root, not started) those tests are skipped with the reason; with ``CI=true`` a
 missing lab fails them instead, so CI can never go green by skipping the integration tests.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.support import Lab, LabUnavailable, load_lab, locate_lab_json, probe_lab
+from tests.lab.support import Lab, LabUnavailable, load_lab, locate_lab_json, probe_lab
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

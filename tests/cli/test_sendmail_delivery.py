@@ -21,13 +21,14 @@ import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deliver"))
 
-from deliver_support import (
+from mailhop.errors import ExitCode
+from tests.deliver.deliver_support import (
     PASSWORD,
     SIMPLE_MESSAGE,
     run_sendmail,
     write_msmtprc,
 )
-from scripted_server import (
+from tests.deliver.scripted_server import (
     GREETING,
     Expect,
     ReferenceServer,
@@ -43,8 +44,6 @@ from scripted_server import (
     server_context,
     starttls_prelude,
 )
-
-from mailhop.errors import ExitCode
 
 USER = "joe"
 PLAIN_PAYLOAD = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode())

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SEED, WriteFile
 
 from mailhop.cli.main import main
 from mailhop.config import Environment
+from tests.config.conftest import SEED, WriteFile
 
 
 @pytest.fixture(autouse=True)

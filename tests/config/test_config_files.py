@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import SEED, WriteFile
 
 from mailhop.config import Environment, InsecureConfigError, load, resolve
 from mailhop.config.files import system_config_path, user_config_path
 from mailhop.errors import ConfigError, ExitCode
+from tests.config.conftest import SEED, WriteFile
 
 
 def test_seed_as_msmtprc_600_resolves_default_and_account2(

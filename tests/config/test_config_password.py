@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WriteFile
 
 from mailhop.config import Account, CommandFailedError, Environment, _commands, get_password
 from mailhop.config.password import KEYRING_SERVICE_FORMAT, prompt_password
 from mailhop.errors import ExitCode
+from tests.config.conftest import WriteFile
 
 ACCOUNT = Account(name="acc", file="/rc", host="smtp.example.com", user="alice")
 

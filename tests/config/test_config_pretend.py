@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SEED, WriteFile
 
 from mailhop.config import Account, Auth, Environment, get_password, render_pretend, resolve
+from tests.config.conftest import SEED, WriteFile
 
 MSMTP = shutil.which("msmtp")
 # Lines mailhop prints that msmtp 1.8.23 does not (later msmtp versions or mailhop's own).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import WriteFile
 
 from mailhop.config import (
     Account,
@@ -21,6 +20,7 @@ from mailhop.config import (
     select_account,
 )
 from mailhop.errors import ConfigError, ExitCode, UsageError
+from tests.config.conftest import WriteFile
 
 ACCOUNTS = """\
 account exact

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 import trustme
-from scripted_server import ScriptedServer, ServerFactory, Step, loopback_cert, server_context
+
+from tests.deliver.scripted_server import (
+    ScriptedServer,
+    ServerFactory,
+    Step,
+    loopback_cert,
+    server_context,
+)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,12 @@ import ssl
 from pathlib import Path
 
 import pytest
-from deliver_support import PASSWORD, exit_code, make_account, run_submit
-from scripted_server import (
+
+from mailhop.config import Auth
+from mailhop.deliver.errors import AuthenticationRefusedError
+from mailhop.errors import ExitCode
+from tests.deliver.deliver_support import PASSWORD, exit_code, make_account, run_submit
+from tests.deliver.scripted_server import (
     GREETING,
     Capture,
     Expect,
@@ -24,10 +28,6 @@ from scripted_server import (
     ehlo,
     starttls_prelude,
 )
-
-from mailhop.config import Auth
-from mailhop.deliver.errors import AuthenticationRefusedError
-from mailhop.errors import ExitCode
 
 USER = "joe"
 

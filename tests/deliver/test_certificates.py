@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 import trustme
-from deliver_support import PASSWORD, exit_code, make_account, run_submit
-from scripted_server import (
+
+from mailhop.config import Auth
+from mailhop.errors import ExitCode
+from tests.deliver.deliver_support import PASSWORD, exit_code, make_account, run_submit
+from tests.deliver.scripted_server import (
     GREETING,
     Expect,
     Send,
@@ -30,9 +33,6 @@ from scripted_server import (
     odd_cert_context,
     server_context,
 )
-
-from mailhop.config import Auth
-from mailhop.errors import ExitCode
 
 
 def _script(*, implicit: bool) -> list[Step]:

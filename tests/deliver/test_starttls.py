@@ -11,8 +11,11 @@ import ssl
 from pathlib import Path
 
 import pytest
-from deliver_support import PASSWORD, exit_code, make_account, run_submit
-from scripted_server import (
+
+from mailhop.config import Auth
+from mailhop.errors import ExitCode
+from tests.deliver.deliver_support import PASSWORD, exit_code, make_account, run_submit
+from tests.deliver.scripted_server import (
     GREETING,
     Expect,
     Pause,
@@ -24,9 +27,6 @@ from scripted_server import (
     ehlo,
     starttls_prelude,
 )
-
-from mailhop.config import Auth
-from mailhop.errors import ExitCode
 
 
 def test_starttls_dialogue_sends_nothing_but_ehlo_and_starttls_in_clear(

@@ -19,12 +19,18 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
-from deliver_support import exit_code, make_account, run_submit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scripted_server import GREETING, ReferenceServer, ScriptedServer, accept_message, ehlo
 
 from mailhop.errors import ExitCode
+from tests.deliver.deliver_support import exit_code, make_account, run_submit
+from tests.deliver.scripted_server import (
+    GREETING,
+    ReferenceServer,
+    ScriptedServer,
+    accept_message,
+    ehlo,
+)
 
 HEADERS = (
     b"From: a@example.test\r\n"

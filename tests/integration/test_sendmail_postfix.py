@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.support import Lab, message_id_for, unique_token, wait_for_message, without_lab_trace
+from tests.lab.support import Lab, message_id_for, unique_token, wait_for_message, without_lab_trace
 
 pytestmark = pytest.mark.lab
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from lab.support import (
+from tests.lab.support import (
     DEFAULT_NETWORK_TIMEOUT,
     CertificatePair,
     Lab,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from net_peers import Handler, LoopbackServer, SelfSignedCert, ServeFactory, context_for
+
+from tests.net.net_peers import Handler, LoopbackServer, SelfSignedCert, ServeFactory, context_for
 
 
 @pytest.fixture

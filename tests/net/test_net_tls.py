@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import trustme
-from net_peers import Handler, SelfSignedCert, ServeFactory
 
 from mailhop.errors import ExitCode
 from mailhop.net import tls
@@ -34,6 +33,7 @@ from mailhop.net.errors import (
 )
 from mailhop.net.tls import TLSSettings, client_policy, format_fingerprint
 from mailhop.net.transport import Endpoint, Transport, open_connection
+from tests.net.net_peers import Handler, SelfSignedCert, ServeFactory
 
 GREETING = b"220 localhost ESMTP test\r\n"
 TIMEOUT = 3.0

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from net_peers import Handler, ServeFactory
 
 from mailhop.errors import ExitCode
 from mailhop.net import transport as transport_module
@@ -32,6 +31,7 @@ from mailhop.net.errors import (
 )
 from mailhop.net.tls import TLSSettings, client_policy
 from mailhop.net.transport import Direction, Endpoint, open_connection
+from tests.net.net_peers import Handler, ServeFactory
 
 GREETING = b"220 localhost ESMTP test\r\n"
 STARTTLS_READY = b"220 2.0.0 Ready to start TLS\r\n"

@@ -9,7 +9,6 @@ import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from smtp_pair import ScriptedServer, exchange, greeted_pair
 
 from mailhop.proto import sasl
 from mailhop.proto.smtp import (
@@ -29,6 +28,7 @@ from mailhop.proto.smtp import (
     StartTLS,
     TLSUpgradeRequired,
 )
+from tests.proto.smtp_pair import ScriptedServer, exchange, greeted_pair
 
 PIECES = [b"a", b"xyz", b" ", b".", b"..", b"\r", b"\n", b"\r\n", b"\xff", b"\t"]
 
