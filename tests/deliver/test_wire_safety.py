@@ -55,6 +55,7 @@ HYPOTHESIS = settings(
 )
 
 LONE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+LONE_CR_BEFORE_CRLF = re.compile(rb"\r\r\n")
 
 
 def normalise(data: bytes) -> bytes:
@@ -153,8 +154,28 @@ def test_any_body_reaches_a_7bit_server_safely(
     unstuffed = content.replace(b"\r\n..", b"\r\n.")
     if all(byte < 0x80 for byte in body) and b"\x00" not in body and b"x" * 1200 not in body:
         assert unstuffed == normalise(HEADERS) + expected_text(body)
-    else:
+    elif not LONE_CR_BEFORE_CRLF.search(body):
+        # (CR CR LF is read as one line end when re-encoding: see the xfail below.)
         assert same_lines(decoded_body(unstuffed), body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="message/transfer: re-encoding reads CR CR LF as one line end where the "
+    "as-read path (and the SMTP encoder) makes it two, so an empty line is lost",
+)
+def test_cr_before_crlf_counts_the_same_when_re_encoded(
+    seven_bit_server: ScriptedServer,
+) -> None:
+    # Found by hypothesis: b"\xc3\xa9\r\r\n.\r\n" to a 7-bit server decodes to
+    # b"\xc3\xa9\r\n.\r\n"; the same body as 7-bit text keeps its empty line.
+    index = seven_bit_server.connections
+    body = b"\xc3\xa9\r\r\nnext\r\n"
+    outcome = run_submit(make_account(seven_bit_server.port, tls=False), message=HEADERS + body)
+    assert exit_code(outcome) == ExitCode.OK, outcome
+    _, content = data_section(bytes(seven_bit_server.wait(index).received))
+    decoded = decoded_body(content.replace(b"\r\n..", b"\r\n."))
+    assert decoded.replace(b"\r\n", b"\n") == "é\n\nnext\n".encode()
 
 
 @pytest.mark.parametrize(
