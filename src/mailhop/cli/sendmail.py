@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from mailhop.cli.sendmail_options import Mode, SendmailOptions, parse
 from mailhop.errors import ExitCode, MailhopError, NotBuiltError, UsageError
@@ -83,7 +83,7 @@ def main(program: str, arguments: list[str]) -> int:
         return _serverinfo(options, name)
     if options.mode is not Mode.SEND:
         raise NotBuiltError(_COMING[options.mode])
-    return _send(options, name)
+    return send(options, name, sys.stdin.buffer)
 
 
 def _pretend(options: SendmailOptions) -> int:
@@ -138,7 +138,12 @@ def _settings(options: SendmailOptions) -> tuple[tuple[str, str], ...]:
     return tuple(_COMMAND_LINE_SPELLINGS.get(setting, setting) for setting in options.settings)
 
 
-def _send(options: SendmailOptions, program: str) -> int:
+def send(options: SendmailOptions, program: str, stream: BinaryIO) -> int:
+    """Read one message from ``stream`` and send it as ``options`` say (exit code).
+
+    The in-process entry for other personalities (``mail`` hands its composed
+    message here) so that aliases, local delivery and the queue apply to them too.
+    """
     from mailhop.config import expand_from_header, resolve  # noqa: PLC0415
     from mailhop.message import (  # noqa: PLC0415
         collect_recipients,
@@ -161,7 +166,7 @@ def _send(options: SendmailOptions, program: str) -> int:
         ).account
 
     account = account_for(options.envelope_from) if not options.read_envelope_from else None
-    with read_message(sys.stdin.buffer, ignore_dots=options.ignore_dots) as message:
+    with read_message(stream, ignore_dots=options.ignore_dots) as message:
         author = header_sender(message.headers)
         if account is None:
             if author is None:
