@@ -12,14 +12,11 @@ import base64
 import email
 import email.policy
 import ssl
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deliver"))
 
 from mailhop.errors import ExitCode
 from tests.deliver.deliver_support import (
