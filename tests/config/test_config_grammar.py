@@ -18,6 +18,7 @@ from mailhop.config import (
     Environment,
     HeaderPolicy,
     Protocol,
+    QueueMode,
     ToHeader,
     msmtprc,
 )
@@ -115,6 +116,11 @@ CASES: list[tuple[str, str, str | None, object]] = [
     ("syslog", "LOG_MAIL", "syslog", "LOG_MAIL"),
     ("syslog", "off", "syslog", None),
     ("aliases", "~/aliases", "aliases", "HOME/aliases"),
+    ("queue", "always", "queue", QueueMode.ALWAYS),
+    ("queue_dir", "~/q", "queue_dir", "HOME/q"),
+    ("queue_retry_min", "30s", "queue_retry_min", 30),
+    ("queue_retry_max", "4h", "queue_retry_max", 4 * 3600),
+    ("queue_lifetime", "5d", "queue_lifetime", 5 * 86400),
 ]
 
 

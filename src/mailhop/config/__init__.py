@@ -49,6 +49,7 @@ from mailhop.config.model import (
     DsnReturn,
     HeaderPolicy,
     Protocol,
+    QueueMode,
     TlsMode,
     ToHeader,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "HeaderPolicy",
     "InsecureConfigError",
     "Protocol",
+    "QueueMode",
     "Resolution",
     "Selection",
     "TlsMode",

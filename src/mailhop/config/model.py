@@ -84,6 +84,21 @@ class DsnReturn(enum.Enum):
     FULL = "FULL"
 
 
+class QueueMode(enum.Enum):
+    """``queue`` (mailhop): what sendmail does when the server cannot take mail now."""
+
+    OFF = "off"  # msmtp's behaviour: deliver now, the exit code tells the result
+    FALLBACK = "fallback"  # deliver now; on a temporary failure queue durably, exit 0
+    ALWAYS = "always"  # queue durably, exit 0 at once, deliver in the background
+
+
+# Queue retry schedule (mailhop): exponential backoff from the minimum to the
+# maximum, then a bounce when the lifetime ends. Five days is the lifetime dma and
+# sendmail use and RFC 5321 §4.5.4.1 suggests ("at least 4-5 days").
+DEFAULT_QUEUE_RETRY_MIN_SECONDS = 5 * 60
+DEFAULT_QUEUE_RETRY_MAX_SECONDS = 4 * 3600
+DEFAULT_QUEUE_LIFETIME_SECONDS = 5 * 24 * 3600
+
 # The syslog facility msmtp uses for ``syslog on``.
 DEFAULT_SYSLOG_FACILITY = "LOG_USER"
 # The port msmtp uses for SMTP without implicit TLS, and with it (RFC 8314 §7.3).
@@ -157,6 +172,13 @@ class Account:
     logfile_time_format: str | None = None
     syslog: str | None = None  # facility: LOG_USER, LOG_MAIL, LOG_LOCAL0..7
     aliases: str | None = None
+
+    # the durable queue (mailhop)
+    queue: QueueMode = QueueMode.FALLBACK
+    queue_dir: str | None = None  # None: /var/spool/mailhop for root, else XDG state
+    queue_retry_min: int = DEFAULT_QUEUE_RETRY_MIN_SECONDS
+    queue_retry_max: int = DEFAULT_QUEUE_RETRY_MAX_SECONDS
+    queue_lifetime: int = DEFAULT_QUEUE_LIFETIME_SECONDS
 
     @property
     def tls_mode(self) -> TlsMode:

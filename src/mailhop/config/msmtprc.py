@@ -33,6 +33,7 @@ from mailhop.config.model import (
     DsnReturn,
     HeaderPolicy,
     Protocol,
+    QueueMode,
     ToHeader,
 )
 
@@ -248,6 +249,27 @@ def _is_hex(pair: str) -> bool:
     return len(pair) == 2 and all(character in "0123456789abcdefABCDEF" for character in pair)
 
 
+def _queue_mode(argument: str, _environment: Environment) -> QueueMode:
+    try:
+        return QueueMode(argument)
+    except ValueError:
+        raise InvalidArgument("expected off, fallback or always") from None
+
+
+# Unit suffixes a queue duration may carry (``30s``, ``5m``, ``4h``, ``5d``).
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(argument: str, _environment: Environment) -> int:
+    number, unit = argument, "s"
+    if argument[-1:] in _DURATION_UNITS:
+        number, unit = argument[:-1], argument[-1]
+    try:
+        return _positive_integer(number) * _DURATION_UNITS[unit]
+    except InvalidArgument:
+        raise InvalidArgument("expected a duration such as 30s, 5m, 4h or 5d") from None
+
+
 def _ignored(_argument: str, _environment: Environment) -> None:
     return None
 
@@ -319,6 +341,12 @@ COMMANDS: Mapping[str, Command] = {
     "logfile_time_format": Command("logfile_time_format", _text_or_unset),
     "syslog": Command("syslog", _syslog, switch=True),
     "aliases": Command("aliases", _file_or_unset),
+    # the durable queue (mailhop)
+    "queue": Command("queue", _queue_mode),
+    "queue_dir": Command("queue_dir", _file_or_unset),
+    "queue_retry_min": Command("queue_retry_min", _duration),
+    "queue_retry_max": Command("queue_retry_max", _duration),
+    "queue_lifetime": Command("queue_lifetime", _duration),
 }
 
 
