@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailhop.cli.main import main
+from mailhop.cli.main import COMMANDS, PERSONALITIES, main
 from mailhop.errors import ExitCode
 
 
@@ -32,12 +32,23 @@ def run_as(tmp_path: Path, name: str, *arguments: str) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize("name", ["mail", "mailx"])
+# Personalities still planned (each issue that builds one shrinks this list).
+UNBUILT = sorted(name for name in PERSONALITIES if PERSONALITIES[name] not in COMMANDS)
+
+
+@pytest.mark.parametrize("name", UNBUILT)
 def test_an_unbuilt_personality_says_so_with_exit_69(tmp_path: Path, name: str) -> None:
-    result = run_as(tmp_path, name, "-s", "x", "root")
+    result = run_as(tmp_path, name)
     assert result.returncode == ExitCode.UNAVAILABLE
-    assert result.stderr.startswith(f"{name}: 'mail")
+    assert result.stderr.startswith(f"{name}: '{PERSONALITIES[name]}'")
     assert "not built yet" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["mail", "mailx"])
+def test_mail_without_recipients_says_reading_is_not_built(tmp_path: Path, name: str) -> None:
+    result = run_as(tmp_path, name)
+    assert result.returncode == ExitCode.UNAVAILABLE
+    assert result.stderr.startswith(f"{name}: reading mail comes with the mail reader")
 
 
 def test_python_dash_m_works() -> None:

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "config": "mailhop.cli.config:main",
     "demo": "mailhop.cli.demo:main",
     "serverinfo": "mailhop.cli.sendmail:serverinfo",
+    "mail": "mailhop.cli.mail:main",
+    "mailx": "mailhop.cli.mail:main",
 }
 
 # Program names that select a personality (argv[0] dispatch), with the issue that
@@ -42,8 +44,6 @@ PERSONALITIES: dict[str, str] = {
 PLANNED: dict[str, str] = {
     "mailq": "the durable queue",
     "newaliases": "local delivery and aliases",
-    "mail": "the mail/mailx composer",
-    "mailx": "the mail/mailx composer",
     "queue": "the durable queue",
     "aliases": "local delivery and aliases",
     "fetch": "POP3/IMAP retrieval",
@@ -58,6 +58,7 @@ usage: mailhop COMMAND [ARGS...]
 commands:
   sendmail   read a message on stdin and send it (also: a link named sendmail or msmtp)
   config     check configuration files and list accounts: mailhop config check
+  mail       compose a message (body on stdin) and send it (also: a link named mail or mailx)
   serverinfo show what an account's server offers (TLS, certificate, capabilities)
   demo       send a message through the sendmail personality to an embedded server
   version    print the version
