@@ -121,6 +121,22 @@ CASES: list[tuple[str, str, str | None, object]] = [
     ("queue_retry_min", "30s", "queue_retry_min", 30),
     ("queue_retry_max", "4h", "queue_retry_max", 4 * 3600),
     ("queue_lifetime", "5d", "queue_lifetime", 5 * 86400),
+    (
+        "oauth_token_endpoint",
+        "https://t.test/token",
+        "oauth_token_endpoint",
+        "https://t.test/token",
+    ),
+    ("oauth_device_endpoint", "https://t.test/dev", "oauth_device_endpoint", "https://t.test/dev"),
+    (
+        "oauth_authorize_endpoint",
+        "https://t.test/a",
+        "oauth_authorize_endpoint",
+        "https://t.test/a",
+    ),
+    ("oauth_client_id", "client-1", "oauth_client_id", "client-1"),
+    ("oauth_client_secret", "s3cret", "oauth_client_secret", "s3cret"),
+    ("oauth_scope", "https://mail.google.com/", "oauth_scope", "https://mail.google.com/"),
 ]
 
 

@@ -180,6 +180,15 @@ class Account:
     queue_retry_max: int = DEFAULT_QUEUE_RETRY_MAX_SECONDS
     queue_lifetime: int = DEFAULT_QUEUE_LIFETIME_SECONDS
 
+    # OAuth2 for XOAUTH2/OAUTHBEARER (mailhop; RFC 6749, RFC 8628): where to get and
+    # refresh the bearer token that ``mailhop oauth login`` obtained.
+    oauth_token_endpoint: str | None = None
+    oauth_device_endpoint: str | None = None
+    oauth_authorize_endpoint: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = dataclasses.field(default=None, repr=False)
+    oauth_scope: str | None = None
+
     @property
     def tls_mode(self) -> TlsMode:
         if not self.tls:

@@ -347,6 +347,13 @@ COMMANDS: Mapping[str, Command] = {
     "queue_retry_min": Command("queue_retry_min", _duration),
     "queue_retry_max": Command("queue_retry_max", _duration),
     "queue_lifetime": Command("queue_lifetime", _duration),
+    # OAuth2 token endpoints and client (mailhop, issue #9)
+    "oauth_token_endpoint": Command("oauth_token_endpoint", _text_or_unset),
+    "oauth_device_endpoint": Command("oauth_device_endpoint", _text_or_unset),
+    "oauth_authorize_endpoint": Command("oauth_authorize_endpoint", _text_or_unset),
+    "oauth_client_id": Command("oauth_client_id", _text_or_unset),
+    "oauth_client_secret": Command("oauth_client_secret", _text_or_unset, secret=True),
+    "oauth_scope": Command("oauth_scope", _text_or_unset),
 }
 
 
