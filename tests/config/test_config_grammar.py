@@ -137,6 +137,9 @@ CASES: list[tuple[str, str, str | None, object]] = [
     ("oauth_client_id", "client-1", "oauth_client_id", "client-1"),
     ("oauth_client_secret", "s3cret", "oauth_client_secret", "s3cret"),
     ("oauth_scope", "https://mail.google.com/", "oauth_scope", "https://mail.google.com/"),
+    ("folders", "INBOX, Lists/x", "folders", ("INBOX", "Lists/x")),
+    ("keep", "off", "keep", False),
+    ("delivery", "maildir:~/Maildir", "delivery", "maildir:~/Maildir"),
 ]
 
 

@@ -24,6 +24,8 @@ class Protocol(enum.Enum):
 
     SMTP = "smtp"
     LMTP = "lmtp"  # RFC 2033: LHLO and one reply per recipient after DATA
+    POP3 = "pop3"  # retrieval account for ``mailhop fetch`` (RFC 1939)
+    IMAP = "imap"  # retrieval account for ``mailhop fetch`` (RFC 3501)
 
 
 class Auth(enum.Enum):
@@ -188,6 +190,11 @@ class Account:
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = dataclasses.field(default=None, repr=False)
     oauth_scope: str | None = None
+
+    # retrieval (``mailhop fetch``, protocol pop3 or imap)
+    folders: tuple[str, ...] = ("INBOX",)  # IMAP folders to fetch; POP3 has only one
+    keep: bool = True  # leave fetched mail on the server; off: delete once stored durably
+    delivery: str | None = None  # maildir:PATH, mbox:PATH, mda:COMMAND or local:USER
 
     @property
     def tls_mode(self) -> TlsMode:

@@ -145,7 +145,7 @@ def _protocol(argument: str, _environment: Environment) -> Protocol:
     try:
         return Protocol(argument)
     except ValueError:
-        raise InvalidArgument("expected smtp or lmtp") from None
+        raise InvalidArgument("expected smtp, lmtp, pop3 or imap") from None
 
 
 def _auth(argument: str, _environment: Environment) -> Auth:
@@ -270,6 +270,25 @@ def _duration(argument: str, _environment: Environment) -> int:
         raise InvalidArgument("expected a duration such as 30s, 5m, 4h or 5d") from None
 
 
+def _folders(argument: str, _environment: Environment) -> tuple[str, ...]:
+    """``folders INBOX, Lists/mailhop``: comma-separated IMAP folder names."""
+    folders = tuple(name.strip() for name in argument.split(","))
+    if not argument or not all(folders):
+        raise InvalidArgument("expected folder names separated by commas")
+    return folders
+
+
+# ``delivery KIND:TARGET`` of a retrieval account.
+DELIVERY_KINDS = ("maildir", "mbox", "mda", "local")
+
+
+def _delivery(argument: str, _environment: Environment) -> str:
+    kind, colon, target = argument.partition(":")
+    if not colon or kind not in DELIVERY_KINDS or not target.strip():
+        raise InvalidArgument("expected maildir:PATH, mbox:PATH, mda:COMMAND or local:USER")
+    return argument
+
+
 def _ignored(_argument: str, _environment: Environment) -> None:
     return None
 
@@ -354,6 +373,10 @@ COMMANDS: Mapping[str, Command] = {
     "oauth_client_id": Command("oauth_client_id", _text_or_unset),
     "oauth_client_secret": Command("oauth_client_secret", _text_or_unset, secret=True),
     "oauth_scope": Command("oauth_scope", _text_or_unset),
+    # retrieval accounts (mailhop fetch)
+    "folders": Command("folders", _folders),
+    "keep": Command("keep", _on_off, switch=True),
+    "delivery": Command("delivery", _delivery),
 }
 
 
