@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "serverinfo": "mailhop.cli.sendmail:serverinfo",
     "mail": "mailhop.cli.mail:main",
     "mailx": "mailhop.cli.mail:main",
+    "configure": "mailhop.cli.configure:main",
+    "test": "mailhop.cli.test_message:main",
 }
 
 # Program names that select a personality (argv[0] dispatch), with the issue that
@@ -47,7 +49,6 @@ PLANNED: dict[str, str] = {
     "queue": "the durable queue",
     "aliases": "local delivery and aliases",
     "fetch": "POP3/IMAP retrieval",
-    "configure": "the setup tools",
     "doctor": "the setup tools",
     "serve": "the local SMTP listener",
 }
@@ -59,6 +60,8 @@ commands:
   sendmail   read a message on stdin and send it (also: a link named sendmail or msmtp)
   config     check configuration files and list accounts: mailhop config check
   mail       compose a message (body on stdin) and send it (also: a link named mail or mailx)
+  configure  find the settings for an address, store the secret, write the account
+  test       send a test message through an account, reporting each step
   serverinfo show what an account's server offers (TLS, certificate, capabilities)
   demo       send a message through the sendmail personality to an embedded server
   version    print the version
