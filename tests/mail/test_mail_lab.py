@@ -23,7 +23,7 @@ pytestmark = pytest.mark.lab
 
 
 def parsed(raw: bytes) -> EmailMessage:
-    return cast(EmailMessage, email.message_from_bytes(raw, policy=email.policy.default))
+    return email.message_from_bytes(raw, policy=email.policy.default)
 
 
 def body_text(message: EmailMessage) -> str:

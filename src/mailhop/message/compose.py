@@ -191,7 +191,9 @@ def _text_encoding(text: str) -> str:
     """``7bit``, ``quoted-printable`` or ``base64`` for a UTF-8 text part."""
     data = text.encode("utf-8")
     long_lines = any(len(line) > MAX_LINE_OCTETS for line in data.split(b"\n"))
-    if data.isascii() and not long_lines:
+    # str.splitlines (used by the email package for 7bit text) also breaks at these.
+    odd_breaks = any(character in text for character in "\x0b\x0c\x1c\x1d\x1e")
+    if data.isascii() and not long_lines and not odd_breaks:
         return "7bit"
     # Quoted-printable writes each 8-bit octet as 3 characters; base64 writes 4 per 3.
     eight_bit = sum(1 for byte in data if byte >= 0x80 or byte == ord("="))
@@ -208,9 +210,19 @@ def _set_body(part: EmailMessage, body: bytes, body_type: str) -> None:
             maintype, subtype = "application", "octet-stream"
         part.set_content(body, maintype=maintype, subtype=subtype, cte="base64")
         return
-    part.set_content(text, subtype=subtype, charset="utf-8", cte=_text_encoding(text))
-    if text.isascii():
-        part.set_param("charset", "us-ascii")
+    encoding = _text_encoding(text)
+    if encoding == "7bit":
+        part.set_content(text, subtype=subtype, charset="us-ascii", cte=encoding)
+        return
+    # The bytes path encodes exactly what was given: the str path would split lines at
+    # form feeds, U+2028 and friends (str.splitlines) and rewrite them as newlines.
+    part.set_content(
+        text.encode("utf-8"),
+        maintype="text",
+        subtype=subtype,
+        cte=encoding,
+        params={"charset": "utf-8"},
+    )
 
 
 def compose(composition: Composition) -> bytes:
