@@ -140,6 +140,12 @@ CASES: list[tuple[str, str, str | None, object]] = [
     ("folders", "INBOX, Lists/x", "folders", ("INBOX", "Lists/x")),
     ("keep", "off", "keep", False),
     ("delivery", "maildir:~/Maildir", "delivery", "maildir:~/Maildir"),
+    ("local_domains", "a.example, b.example c", "local_domains", ("a.example", "b.example", "c")),
+    ("system_aliases", "~/aliases", "system_aliases", "HOME/aliases"),
+    ("mail_spool", "/srv/mail", "mail_spool", "/srv/mail"),
+    ("local_mailbox", "maildir", "local_mailbox", "maildir"),
+    ("rewrite_from", "off", "rewrite_from", False),
+    ("qualify_recipients", "off", "qualify_recipients", False),
 ]
 
 

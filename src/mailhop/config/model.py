@@ -191,6 +191,14 @@ class Account:
     oauth_client_secret: str | None = dataclasses.field(default=None, repr=False)
     oauth_scope: str | None = None
 
+    # local delivery and system mail (mailhop, issue #5; docs/local.md)
+    local_domains: tuple[str, ...] = ()  # more domains that mean this machine
+    system_aliases: str | None = "/etc/aliases"  # aliases(5) for local recipients
+    mail_spool: str = "/var/mail"  # where USER's mbox lives
+    local_mailbox: str = "auto"  # auto (~/Maildir if present), mbox or maildir
+    rewrite_from: bool = True  # a local From (cron's root) becomes the account's address
+    qualify_recipients: bool = True  # bare To/Cc names get the host's mail domain
+
     # retrieval (``mailhop fetch``, protocol pop3 or imap)
     folders: tuple[str, ...] = ("INBOX",)  # IMAP folders to fetch; POP3 has only one
     keep: bool = True  # leave fetched mail on the server; off: delete once stored durably

@@ -293,6 +293,24 @@ def _ignored(_argument: str, _environment: Environment) -> None:
     return None
 
 
+def _domain_list(argument: str, _environment: Environment) -> tuple[str, ...]:
+    """``local_domains a.example, b.example``: commas or blanks separate names."""
+    names = tuple(name for name in argument.replace(",", " ").split() if name)
+    for name in names:
+        if not all(c.isalnum() or c in "-._" for c in name):
+            raise InvalidArgument(f"{name!r} is not a domain name")
+    return names
+
+
+LOCAL_MAILBOXES = ("auto", "mbox", "maildir")
+
+
+def _local_mailbox(argument: str, _environment: Environment) -> str:
+    if argument not in LOCAL_MAILBOXES:
+        raise InvalidArgument("expected auto, mbox or maildir")
+    return argument
+
+
 # Every setting command, msmtp's and mailhop's. Grammar commands (``defaults``,
 # ``account``, ``eval``) are handled by the parser itself.
 COMMANDS: Mapping[str, Command] = {
@@ -373,6 +391,13 @@ COMMANDS: Mapping[str, Command] = {
     "oauth_client_id": Command("oauth_client_id", _text_or_unset),
     "oauth_client_secret": Command("oauth_client_secret", _text_or_unset, secret=True),
     "oauth_scope": Command("oauth_scope", _text_or_unset),
+    # local delivery and system mail (mailhop, issue #5)
+    "local_domains": Command("local_domains", _domain_list),
+    "system_aliases": Command("system_aliases", _file_or_unset),
+    "mail_spool": Command("mail_spool", _required_text),
+    "local_mailbox": Command("local_mailbox", _local_mailbox),
+    "rewrite_from": Command("rewrite_from", _on_off, switch=True),
+    "qualify_recipients": Command("qualify_recipients", _on_off, switch=True),
     # retrieval accounts (mailhop fetch)
     "folders": Command("folders", _folders),
     "keep": Command("keep", _on_off, switch=True),
