@@ -21,6 +21,7 @@ RANK = {
     "deliver": 2,
     "queue": 2,
     "fetch": 2,
+    "reader": 2,
     "cli": 3,
 }
 PACKAGE_ROOT = Path(mailhop.__file__).parent
