@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "mailx": "mailhop.cli.mail:main",
     "configure": "mailhop.cli.configure:main",
     "test": "mailhop.cli.test_message:main",
+    "fetch": "mailhop.cli.fetch:main",
 }
 
 # Program names that select a personality (argv[0] dispatch), with the issue that
@@ -48,8 +49,6 @@ PLANNED: dict[str, str] = {
     "newaliases": "local delivery and aliases",
     "queue": "the durable queue",
     "aliases": "local delivery and aliases",
-    "fetch": "POP3/IMAP retrieval",
-    "doctor": "the setup tools",
     "serve": "the local SMTP listener",
 }
 
@@ -61,8 +60,10 @@ commands:
   config     check configuration files and list accounts: mailhop config check
   mail       compose a message (body on stdin) and send it (also: a link named mail or mailx)
   configure  find the settings for an address, store the secret, write the account
+  doctor     check the whole setup, one line per check with its fix
   test       send a test message through an account, reporting each step
   serverinfo show what an account's server offers (TLS, certificate, capabilities)
+  fetch      fetch mail from POP3/IMAP accounts into Maildir, mbox or an MDA
   demo       send a message through the sendmail personality to an embedded server
   version    print the version
 
