@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "mailx": "mailhop.cli.mail:main",
     "configure": "mailhop.cli.configure:main",
     "test": "mailhop.cli.test_message:main",
+    "doctor": "mailhop.cli.doctor:main",
     "fetch": "mailhop.cli.fetch:main",
 }
 
