@@ -18,8 +18,8 @@ composes a MIME message from standard input and sends it, the way scripts writte
   recipients, no shell; otherwise through mailhop's own sendmail path in-process;
 * the exit status is the delivery result (s-nail's ``sendwait``).
 
-Without recipients (and without ``-t``) mail would read mailboxes: that mode comes with
-the mail reader; until then it exits 69 saying so.
+Without recipients (and without ``-t``), or with a read-mode option (``-e -H -f -u``),
+mail reads mailboxes: ``mailhop.cli.mail_read``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
-from mailhop.errors import ExitCode, MailhopError, NotBuiltError, UsageError
+from mailhop.errors import ExitCode, MailhopError, UsageError
 
 if TYPE_CHECKING:
     from mailhop.config import Environment
@@ -81,10 +81,6 @@ EXTERNAL_SENDMAIL_TIMEOUT_SECONDS = 3600.0
 _SYSEXITS = frozenset(int(code) for code in ExitCode)
 # Read by the mail personality only: where its system rc files live (tests, packaging).
 SYSCONFDIR_VARIABLE = "MAILHOP_SYSCONFDIR"
-READING_NOT_BUILT = (
-    "reading mail comes with the mail reader (not built yet in this version); to send, "
-    "name a recipient: mail -s SUBJECT ADDRESS < body"
-)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -185,7 +181,9 @@ def main(program: str, arguments: list[str]) -> int:
         sys.stdout.write(f"mailhop {__version__} (mail personality, s-nail/Heirloom dialect)\n")
         return ExitCode.OK
     if options.read_mode or (not options.recipients and not options.read_headers):
-        raise NotBuiltError(READING_NOT_BUILT)
+        from mailhop.cli.mail_read import main as read_mail  # noqa: PLC0415
+
+        return read_mail(program, arguments)
     return send_mail(options, program.rsplit(maxsplit=1)[-1], sys.stdin.buffer)
 
 
