@@ -100,7 +100,7 @@ def main(program: str, arguments: list[str]) -> int:
                     for check in checks
                 ],
                 indent=2,
-            )  # fmt: skip
+            )
             + "\n"
         )
     else:
@@ -256,7 +256,7 @@ def _network_checks(account: Account, options: Options) -> list[Check]:
                 f"account uses {'STARTTLS' if mode is TlsMode.STARTTLS else 'no TLS'}",
                 fix="set 'tls on' and 'tls_starttls off' (or port 587 for STARTTLS)",
                 exit_code=ExitCode.CONFIG,
-            )  # fmt: skip
+            )
         )
         return checks + [_skip(name, "fix the port/TLS mode first") for name in names]
     if account.port == 587 and mode is TlsMode.IMPLICIT:
@@ -268,7 +268,7 @@ def _network_checks(account: Account, options: Options) -> list[Check]:
                 "(RFC 6409), but the account expects TLS from the first byte",
                 fix="set 'tls_starttls on' (or port 465 for implicit TLS)",
                 exit_code=ExitCode.CONFIG,
-            )  # fmt: skip
+            )
         )
         return checks + [_skip(name, "fix the port/TLS mode first") for name in names]
     if mode is TlsMode.OFF:
@@ -279,7 +279,7 @@ def _network_checks(account: Account, options: Options) -> list[Check]:
                 message=f"port {account.port} without TLS: the password and mail cross "
                 "the network in clear",
                 fix="use port 465 with 'tls on' and 'tls_starttls off'",
-            )  # fmt: skip
+            )
         )
     else:
         checks.append(
@@ -358,10 +358,10 @@ def _tls_verdict(session: object) -> Check:
     certificate = session.transport.info.describe_certificate()
     if certificate is None or certificate.not_after is None:
         return Check(name="tls", verdict=Verdict.OK, message="TLS active")
-    now = datetime.datetime.now(tz=datetime.timezone.utc)
+    now = datetime.datetime.now(tz=datetime.UTC)
     not_after = certificate.not_after
     if not_after.tzinfo is None:
-        not_after = not_after.replace(tzinfo=datetime.timezone.utc)
+        not_after = not_after.replace(tzinfo=datetime.UTC)
     days = (not_after - now).days
     message = (
         f"{certificate.tls_version or 'TLS'}, certificate {certificate.subject} "
