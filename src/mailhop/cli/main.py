@@ -26,12 +26,18 @@ COMMANDS: dict[str, str] = {
     "config": "mailhop.cli.config:main",
     "demo": "mailhop.cli.demo:main",
     "serverinfo": "mailhop.cli.sendmail:serverinfo",
+    "queue": "mailhop.cli.queue:main",
+    "mailq": "mailhop.cli.sendmail:main",
     "mail": "mailhop.cli.mail:main",
     "mailx": "mailhop.cli.mail:main",
     "configure": "mailhop.cli.configure:main",
     "test": "mailhop.cli.test_message:main",
     "doctor": "mailhop.cli.doctor:main",
+    "oauth": "mailhop.cli.oauth:main",
     "fetch": "mailhop.cli.fetch:main",
+    "aliases": "mailhop.cli.aliases:main",
+    "newaliases": "mailhop.cli.aliases:newaliases",
+    "install-mta": "mailhop.cli.install_mta:main",
 }
 
 # Program names that select a personality (argv[0] dispatch), with the issue that
@@ -46,10 +52,6 @@ PERSONALITIES: dict[str, str] = {
 }
 
 PLANNED: dict[str, str] = {
-    "mailq": "the durable queue",
-    "newaliases": "local delivery and aliases",
-    "queue": "the durable queue",
-    "aliases": "local delivery and aliases",
     "serve": "the local SMTP listener",
 }
 
@@ -64,7 +66,10 @@ commands:
   doctor     check the whole setup, one line per check with its fix
   test       send a test message through an account, reporting each step
   serverinfo show what an account's server offers (TLS, certificate, capabilities)
+  queue      run, list and manage the durable queue (also: mailq, sendmail -q)
   fetch      fetch mail from POP3/IMAP accounts into Maildir, mbox or an MDA
+  aliases    check /etc/aliases, or show where mail for an address goes (also: newaliases)
+  install-mta  make mailhop the system's sendmail (--remove restores what it replaced)
   demo       send a message through the sendmail personality to an embedded server
   version    print the version
 
