@@ -55,14 +55,7 @@ _COMMAND_LINE_SPELLINGS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 # The issue that builds each mode not built yet, for a clear "comes with" message.
-_COMING: dict[Mode, str] = {
-    Mode.SMTP_ON_STDIO: "-bs (SMTP on standard input) comes with the durable queue",
-    Mode.LIST_QUEUE: "the queue listing comes with the durable queue; mailhop sends "
-    "immediately and does not queue yet",
-    Mode.RUN_QUEUE: "-q comes with the durable queue; mailhop sends immediately and "
-    "does not queue yet",
-    Mode.REBUILD_ALIASES: "newaliases comes with local delivery and aliases",
-}
+_COMING: dict[Mode, str] = {}
 
 
 def main(program: str, arguments: list[str]) -> int:
@@ -81,6 +74,14 @@ def main(program: str, arguments: list[str]) -> int:
         return _pretend(options)
     if options.mode is Mode.SERVERINFO:
         return _serverinfo(options, name)
+    if options.mode is Mode.REBUILD_ALIASES:
+        from mailhop.cli.aliases import newaliases  # noqa: PLC0415
+
+        return newaliases(name, [])
+    if options.mode in (Mode.RUN_QUEUE, Mode.LIST_QUEUE, Mode.SMTP_ON_STDIO):
+        from mailhop.cli.queue import sendmail_queue_mode  # noqa: PLC0415
+
+        return sendmail_queue_mode(options, name)
     if options.mode is not Mode.SEND:
         raise NotBuiltError(_COMING[options.mode])
     return send(options, name, sys.stdin.buffer)
@@ -145,6 +146,7 @@ def send(options: SendmailOptions, program: str, stream: BinaryIO) -> int:
     message here) so that aliases, local delivery and the queue apply to them too.
     """
     from mailhop.config import expand_from_header, resolve  # noqa: PLC0415
+    from mailhop.config.errors import AccountError  # noqa: PLC0415
     from mailhop.message import (  # noqa: PLC0415
         collect_recipients,
         header_sender,
@@ -157,13 +159,24 @@ def send(options: SendmailOptions, program: str, stream: BinaryIO) -> int:
     # Refuse a bad recipient argument (CR/LF/NUL, a leading "-") before anything else.
     collect_recipients(options.recipients)
 
+    relay_problem: MailhopError | None = None
+
     def account_for(envelope_from: str | None) -> Account:
-        return resolve(
-            config_file=options.config_file,
-            account_name=options.account,
-            envelope_from=envelope_from,
-            settings=_settings(options),
-        ).account
+        nonlocal relay_problem
+        try:
+            return resolve(
+                config_file=options.config_file,
+                account_name=options.account,
+                envelope_from=envelope_from,
+                settings=_settings(options),
+            ).account
+        except AccountError as error:
+            if options.account is not None:
+                raise
+            # No usable account: local recipients still get their mail (the embedded
+            # default, issue #5); routing refuses remote ones with this reason.
+            relay_problem = error
+            return _local_only_account(options, envelope_from)
 
     account = account_for(options.envelope_from) if not options.read_envelope_from else None
     with read_message(stream, ignore_dots=options.ignore_dots) as message:
@@ -180,9 +193,46 @@ def send(options: SendmailOptions, program: str, stream: BinaryIO) -> int:
         )
         if not recipients.addresses:
             raise UsageError("no recipients found; name them as arguments or use -t")
-        return _deliver(
-            options, program, account=account, message=message, sender=sender, recipients=recipients
+        # Routing (issue #5): aliases, local delivery here, the rest to the relay.
+        from mailhop.deliver.routing import route_and_deliver_locally  # noqa: PLC0415
+
+        routed = route_and_deliver_locally(
+            account, message, sender=sender, recipients=recipients, relay_problem=relay_problem
         )
+        if routed.remote is None:
+            return ExitCode.OK
+        return _deliver(
+            options,
+            program,
+            account=account,
+            message=routed.message,
+            sender=sender,
+            recipients=routed.remote,
+        )
+
+
+def _local_only_account(options: SendmailOptions, envelope_from: str | None) -> Account:
+    """An account that cannot relay: its local settings, sender the user at this host.
+
+    The configured account when one is selected but incomplete for relaying (no
+    ``host``), else the embedded default (no configuration at all).
+    """
+    import getpass  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    from mailhop.config import Account  # noqa: PLC0415
+    from mailhop.config.accounts import apply_settings, complete, select_account  # noqa: PLC0415
+    from mailhop.config.errors import AccountError  # noqa: PLC0415
+    from mailhop.config.files import load  # noqa: PLC0415
+
+    try:
+        selected = select_account(load(options.config_file), envelope_from=envelope_from).account
+        account = complete(apply_settings(selected, _settings(options)))
+    except AccountError:
+        account = Account(name="local delivery")
+    sender = envelope_from or account.from_address
+    sender = sender or f"{getpass.getuser()}@{socket.gethostname()}"
+    return dataclasses.replace(account, from_address=sender)
 
 
 def _deliver(
@@ -195,8 +245,8 @@ def _deliver(
     recipients: Recipients,
 ) -> int:
     from mailhop.deliver.log import DeliveryRecord  # noqa: PLC0415
+    from mailhop.deliver.relay import relay  # noqa: PLC0415
     from mailhop.deliver.smtp import reply_lines  # noqa: PLC0415
-    from mailhop.deliver.submit import submit  # noqa: PLC0415
 
     def show(line: str) -> None:
         sys.stderr.write(f"{line}\n")
@@ -215,7 +265,8 @@ def _deliver(
         exit_code=ExitCode.OK,
     )
     try:
-        receipt = submit(
+        # The queue modes (issue #4): send now, or keep durably and exit 0.
+        outcome = relay(
             account,
             message,
             sender=sender,
@@ -223,11 +274,22 @@ def _deliver(
             full_name=options.full_name,
             transcript=show if options.verbose else None,
             warn=warn,
+            config_file=options.config_file,
+            settings=_settings(options),
         )
     except MailhopError as error:
         _log(account, _failed(record, error))
         error.details = (*error.details, f"could not send mail ({account.where})")
         raise
+    receipt = outcome.receipt
+    if receipt is None:
+        deferred = outcome.deferred_by
+        if deferred is not None:
+            _log(account, _failed(record, deferred))
+            warn(f"{deferred}; the message is queued as {outcome.queue_id} and will be retried")
+        elif options.verbose:
+            show(f"queued as {outcome.queue_id}")
+        return ExitCode.OK
     reply = receipt.acceptance.reply
     _log(
         account,

@@ -11,11 +11,27 @@ cheap names do not settle, so ``echo hi | sendmail root`` from cron never waits 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import socket
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-__all__ = ["MAILNAME_PATH", "LocalDomains", "mail_domain"]
+from mailhop.deliver.errors import DeliveryError
+from mailhop.errors import ExitCode, MailhopError
+from mailhop.message import Address, Recipients
+
+if TYPE_CHECKING:
+    from mailhop.config import Account
+    from mailhop.message import Message
+
+__all__ = [
+    "MAILNAME_PATH",
+    "LocalDomains",
+    "RoutedMail",
+    "mail_domain",
+    "route_and_deliver_locally",
+]
 
 MAILNAME_PATH = "/etc/mailname"
 # Names every host answers to (RFC 2606 §2 reserves localhost; Debian adds the other).
@@ -82,3 +98,94 @@ class LocalDomains:
 def mail_domain(domains: LocalDomains) -> str:
     """The domain bare local names are qualified with: /etc/mailname, else the FQDN."""
     return domains.mailname or _fully_qualified(domains.host)
+
+
+# ---------------------------------------------------------------- the routing step
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RoutedMail:
+    """What is left for the relay after local delivery: recipients and the message
+    with system-mail headers fixed (None recipients: nothing leaves the machine)."""
+
+    remote: Recipients | None
+    message: Message
+    local_deliveries: tuple[str, ...] = ()
+
+
+def route_and_deliver_locally(
+    account: Account,
+    message: Message,
+    *,
+    sender: Address,
+    recipients: Recipients,
+    relay_problem: MailhopError | None = None,
+) -> RoutedMail:
+    """Expand aliases, deliver the local part now, and return the part for the relay.
+
+    ``relay_problem`` is why there is no relay account (no configuration at all): if
+    any destination is remote, nothing is delivered and exit 75 keeps the mail.
+
+    Raises:
+        AliasError, LocalDeliveryError, StoreError, DeliveryError (see their codes).
+    """
+    import os  # noqa: PLC0415
+
+    from mailhop.deliver.aliases import (  # noqa: PLC0415
+        AliasFormat,
+        DestinationKind,
+        expand,
+        load_aliases,
+    )
+    from mailhop.deliver.local import LocalSettings, MailboxKind, deliver_locally  # noqa: PLC0415
+    from mailhop.message.system_mail import SystemMailSettings, fix_system_mail  # noqa: PLC0415
+
+    domains = LocalDomains(account.local_domains)
+    system = None
+    if account.system_aliases and os.path.exists(account.system_aliases):
+        system = load_aliases(account.system_aliases)
+    msmtp = load_aliases(account.aliases, AliasFormat.MSMTP) if account.aliases else None
+    expansion = expand(
+        [address.addr_spec for address in recipients.addresses],
+        system=system,
+        msmtp=msmtp,
+        is_local_domain=domains.__contains__,
+    )
+    local = [d for d in expansion.destinations if d.kind is not DestinationKind.ADDRESS]
+    remote = [d for d in expansion.destinations if d.kind is DestinationKind.ADDRESS]
+    if remote and relay_problem is not None:
+        raise DeliveryError(
+            f"mail for {remote[0].value} must go through a relay account, and none is "
+            f"configured ({relay_problem}); nothing was delivered, keep the message and "
+            "try again once an account exists (mailhop configure, or ~/.msmtprc)",
+            exit_code=ExitCode.TEMPFAIL,
+        )
+    done: tuple[str, ...] = ()
+    if local:
+        settings = LocalSettings(
+            spool_directory=account.mail_spool,
+            mailbox=MailboxKind(account.local_mailbox),
+            host=domains.mailname or domains.host,
+        )
+        deliveries = deliver_locally(message, local, sender=sender.addr_spec, settings=settings)
+        done = tuple(delivery.where for delivery in deliveries)
+    if not remote:
+        return RoutedMail(remote=None, message=message, local_deliveries=done)
+    fixed = fix_system_mail(
+        message.headers,
+        SystemMailSettings(
+            qualify_recipients=account.qualify_recipients,
+            rewrite_from=account.rewrite_from,
+            mail_domain=mail_domain(domains),
+            account_address=account.from_address,
+        ),
+        is_local=domains.is_local_address,
+        line_ending=message.line_ending,
+    )
+    by_spec = {address.addr_spec: address for address in recipients.addresses}
+    addresses = tuple(by_spec.get(d.value) or Address(addr_spec=d.value) for d in remote)
+    return RoutedMail(
+        remote=Recipients(addresses=addresses, hidden=recipients.hidden),
+        message=message.with_headers(fixed),
+        local_deliveries=done,
+    )
