@@ -9,9 +9,11 @@ turns the account's rules into a dialogue::
 
 It decides policy (what the account requires, which reply means what) and maps
 every refusal to a ``DeliveryError`` that knows its exit code; the core enforces
-the wire rules. A session can carry several messages (the queue runner will reuse
-it with RSET between them); ``send`` is all-or-nothing per message: if any
-recipient is refused, the transaction is abandoned and nothing is delivered.
+the wire rules. A session can carry several messages (the queue runner reuses it;
+a refused transaction is closed with RSET); ``send`` is all-or-nothing per message:
+if any recipient is refused, the transaction is abandoned and nothing is delivered.
+``send_per_recipient`` (the queue's) delivers to the accepted recipients and
+reports each refusal with its reply.
 """
 
 from __future__ import annotations
@@ -95,6 +97,19 @@ class Acceptance:
     mailsize: int
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PerRecipientOutcome:
+    """What happened to each recipient of one message (``send_per_recipient``).
+
+    ``acceptance`` is the final 250 that covers every ``accepted`` recipient; it is
+    None when no recipient was accepted (then nothing was delivered).
+    """
+
+    accepted: tuple[str, ...]
+    refused: tuple[tuple[str, Reply], ...]
+    acceptance: Acceptance | None
+
+
 class SmtpSession:
     """An open, greeted, secured and authenticated connection to the account's server."""
 
@@ -119,6 +134,16 @@ class SmtpSession:
         self.capabilities_before_tls: Capabilities | None = None
 
     # --- opening ----------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the server offers now (after TLS, when it was started)."""
+        return self._core.capabilities
+
+    @property
+    def is_open(self) -> bool:
+        """The connection can carry another message."""
+        return self._transport is not None and not self._transport.is_closed
 
     @property
     def transport(self) -> Transport:
@@ -374,6 +399,92 @@ class SmtpSession:
             self._reset()
             raise _refusal("the server refused DATA", data_reply)
         return self._send_content(message)
+
+    def send_per_recipient(self, envelope: Envelope, message: Outgoing) -> PerRecipientOutcome:
+        """Deliver one message to the recipients the server accepts; report each refusal.
+
+        The queue runner's send: unlike ``send``, a refused recipient stops only
+        itself (RFC 5321 §3.3: RCPT replies are per recipient), so the message goes
+        to every accepted recipient and the refused ones are reported with their reply
+        for a retry (4xx) or a bounce (5xx). MAIL, the RCPTs and DATA travel in one
+        PIPELINING batch when the server offers it (RFC 2920 §3.1).
+
+        Raises:
+            ServerReplyError: MAIL, DATA or the final reply refused: the outcome then
+                concerns every recipient that was accepted (4xx -> 75, 5xx -> 65).
+            TransportError, DeliveryError: the connection failed (nothing accepted).
+        """
+        capabilities = self._core.capabilities
+        if capabilities.size and message.size > capabilities.size:
+            raise ServerReplyError(
+                f"the message is {message.size} octets but the server accepts at most "
+                f"{capabilities.size} (SIZE, RFC 1870)",
+                code=552,
+                lines=(),
+                exit_code=ExitCode.DATAERR,
+            )
+        account = self.account
+        notify = _dsn_notify(account.dsn_notify)
+        pipelining = capabilities.pipelining
+        self._command(
+            MailFrom(
+                address=envelope.sender,
+                size=message.size if capabilities.size is not None else None,
+                body="8BITMIME" if message.body_8bitmime else None,
+                smtputf8=envelope.smtputf8,
+                ret=account.dsn_return.value if account.dsn_return else None,
+            ),
+            flush=not pipelining,
+        )
+        mail_reply: Reply | None = None
+        if not pipelining:
+            mail_reply = self._read_reply(self.timeouts.mail)
+            if not mail_reply.is_positive:
+                self._reset()
+                self._expect_ok(mail_reply, "sender", envelope.sender)
+        accepted: list[str] = []
+        refused: list[tuple[str, Reply]] = []
+        for recipient in envelope.recipients:
+            self._command(RcptTo(address=recipient, notify=notify), flush=not pipelining)
+            if not pipelining:
+                reply = self._read_reply(self.timeouts.rcpt)
+                if reply.is_positive:
+                    accepted.append(recipient)
+                else:
+                    refused.append((recipient, reply))
+        if pipelining:
+            self._command(Data())
+            mail_reply = self._read_reply(self.timeouts.mail)
+            for recipient in envelope.recipients:
+                reply = self._read_reply(self.timeouts.rcpt)
+                if reply.is_positive:
+                    accepted.append(recipient)
+                else:
+                    refused.append((recipient, reply))
+            data_reply = self._read_reply(self.timeouts.data_initiation)
+        else:
+            data_reply = None
+            if accepted:
+                self._command(Data())
+                data_reply = self._read_reply(self.timeouts.data_initiation)
+        assert mail_reply is not None  # noqa: S101 - read in either branch above
+        if not mail_reply.is_positive or not accepted:
+            # Nothing may be delivered: a 354 waits for content we must not send
+            # (RFC 5321 §4.1.1.4: closing without the dot abandons the transaction).
+            if data_reply is not None and data_reply.code == _DATA_GO_AHEAD:
+                self._abandon()
+            else:
+                self._reset()
+            self._expect_ok(mail_reply, "sender", envelope.sender)
+            return PerRecipientOutcome(accepted=(), refused=tuple(refused), acceptance=None)
+        assert data_reply is not None  # noqa: S101 - set whenever a recipient was accepted
+        if data_reply.code != _DATA_GO_AHEAD:
+            self._reset()
+            raise _refusal("the server refused DATA", data_reply)
+        acceptance = self._send_content(message)
+        return PerRecipientOutcome(
+            accepted=tuple(accepted), refused=tuple(refused), acceptance=acceptance
+        )
 
     def _send_content(self, message: Outgoing) -> Acceptance:
         for chunk in message.chunks:

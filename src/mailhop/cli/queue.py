@@ -1,0 +1,474 @@
+"""``mailhop queue``: run, list and manage the durable queue.
+
+    mailhop queue run [--watch] [--force] [-v]     deliver what is due (sendmail -q)
+    mailhop queue list                             mailq layout (also mailq, sendmail -bp)
+    mailhop queue show ID                          the record and the message headers
+    mailhop queue retry ID... | --all              make entries due now and run them
+    mailhop queue hold ID... / release ID...       keep an entry from being sent / undo
+    mailhop queue remove ID...                     delete an entry (logged to stderr)
+    mailhop queue install-timer [--remove]         systemd timer or cron.d entry
+
+Every command takes ``--queue-dir DIR`` and ``-C FILE`` (whose default account's
+``queue_dir`` is used when ``--queue-dir`` is not given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, BinaryIO
+
+from mailhop.errors import ExitCode, MailhopError, UsageError
+
+if TYPE_CHECKING:
+    from mailhop.cli.sendmail_options import SendmailOptions
+    from mailhop.queue import Entry, Spool
+
+# How often ``--watch`` runs the queue, and how long it runs at most before exiting
+# (a service manager or cron restarts it; a bound keeps a forgotten one from living
+# forever with stale configuration).
+WATCH_INTERVAL_SECONDS = 60.0
+MAX_WATCH_SECONDS = 24 * 3600
+# How often the installed timer runs the queue.
+TIMER_INTERVAL_MINUTES = 5
+SYSTEMD_UNIT_DIRECTORY = "/etc/systemd/system"
+CRON_FILE = "/etc/cron.d/mailhop-queue"
+UNIT_NAME = "mailhop-queue"
+
+
+def spool_for(queue_dir: str | None, config_file: str | None, account: str | None = None) -> Spool:
+    """The Spool the options name (``--queue-dir``, else the account's ``queue_dir``)."""
+    from mailhop.queue import Spool, queue_directory  # noqa: PLC0415
+
+    if queue_dir:
+        return Spool(queue_dir)
+    resolved = None
+    try:
+        from mailhop.config import resolve  # noqa: PLC0415
+
+        resolved = resolve(
+            config_file=config_file, account_name=account, sendmail_mode=False
+        ).account
+    except MailhopError:
+        resolved = None  # no usable configuration: the default directory
+    return Spool(queue_directory(resolved))
+
+
+def main(program: str, arguments: list[str]) -> int:
+    # Options may come before or after the subcommand (``queue run --queue-dir D``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--queue-dir", default=argparse.SUPPRESS, help="the queue directory")
+    common.add_argument(
+        "-C", "--file", dest="config_file", default=argparse.SUPPRESS, help="configuration file"
+    )
+    common.add_argument(
+        "-a", "--account", default=argparse.SUPPRESS, help="account whose queue_dir to use"
+    )
+    parser = argparse.ArgumentParser(
+        prog=program, description="Manage the durable queue.", parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="deliver what is due", parents=[common])
+    run_parser.add_argument("--watch", action="store_true", help="keep running")
+    run_parser.add_argument("--force", action="store_true", help="ignore the retry schedule")
+    run_parser.add_argument("-v", "--verbose", action="store_true")
+    sub.add_parser("list", help="list queued messages", parents=[common])
+    for name in ("show", "hold", "release", "remove"):
+        sub.add_parser(name, parents=[common]).add_argument("ids", nargs="+", metavar="ID")
+    retry = sub.add_parser("retry", help="make entries due now and deliver them", parents=[common])
+    retry.add_argument("ids", nargs="*", metavar="ID")
+    retry.add_argument("--all", action="store_true")
+    timer = sub.add_parser("install-timer", help="run the queue regularly", parents=[common])
+    timer.add_argument("--remove", action="store_true")
+    try:
+        options = parser.parse_args(arguments)
+    except SystemExit as error:
+        return int(error.code or 0)
+    queue_dir: str | None = getattr(options, "queue_dir", None)
+    config_file: str | None = getattr(options, "config_file", None)
+    spool = spool_for(queue_dir, config_file, getattr(options, "account", None))
+    name = program.rsplit(maxsplit=1)[-1]
+    if options.command == "run":
+        return run_queue(spool, force=options.force, verbose=options.verbose, watch=options.watch)
+    if options.command == "list":
+        sys.stdout.write(render_list(spool))
+        return ExitCode.OK
+    if options.command == "show":
+        return _show(spool, options.ids)
+    if options.command == "retry":
+        if not options.all and not options.ids:
+            raise UsageError("name the entries to retry, or use --all")
+        return _retry(spool, None if options.all else options.ids)
+    if options.command in ("hold", "release"):
+        return _set_held(spool, options.ids, held=options.command == "hold")
+    if options.command == "remove":
+        return _remove(spool, options.ids, name)
+    return install_timer(remove=options.remove, queue_dir=spool.root, config_file=config_file)
+
+
+def run_queue(
+    spool: Spool, *, force: bool = False, verbose: bool = False, watch: bool = False
+) -> int:
+    """Deliver what is due; report quarantined entries and configuration problems."""
+    from mailhop.queue.runner import run  # noqa: PLC0415
+
+    started = time.monotonic()
+    status = ExitCode.OK
+    while True:
+        report = run(spool, force=force, log=_stderr if verbose else None)
+        for entry_id in report.quarantined:
+            sys.stderr.write(
+                f"mailhop queue: entry {entry_id} failed its integrity check; "
+                f"moved to {spool.quarantine_directory}\n"
+            )
+        for problem in report.problems:
+            sys.stderr.write(f"mailhop queue: {problem}\n")
+        if verbose:
+            sys.stderr.write(
+                f"mailhop queue: {report.delivered} delivered, {report.deferred} deferred, "
+                f"{report.bounced} bounced, {report.busy} busy\n"
+            )
+        if report.problems:
+            status = ExitCode.CONFIG
+        if not watch or time.monotonic() - started > MAX_WATCH_SECONDS:
+            return status
+        time.sleep(WATCH_INTERVAL_SECONDS)
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(f"mailhop queue: {line}\n")
+
+
+def render_list(spool: Spool) -> str:
+    """The queue in Postfix's mailq layout: id, size, arrival, sender, recipients."""
+    from mailhop.queue.errors import CorruptEntryError, EntryNotFoundError  # noqa: PLC0415
+
+    ids = spool.ids()
+    if not ids:
+        return "Mail queue is empty\n"
+    lines = ["-Queue ID-                 --Size-- ----Arrival Time---- -Sender/Recipient-------"]
+    total = 0
+    count = 0
+    for entry_id in ids:
+        try:
+            entry = spool.load(entry_id)
+        except EntryNotFoundError:
+            continue
+        except CorruptEntryError as error:
+            lines.append(f"{entry_id}  (corrupt: {error}; the next run quarantines it)")
+            continue
+        count += 1
+        total += entry.message_size
+        arrival = time.strftime("%a %b %d %H:%M:%S", time.localtime(entry.queued_at))
+        marker = "!" if entry.held else " "
+        lines.append(
+            f"{entry.id}{marker} {entry.message_size:>8} {arrival}  "
+            f"{entry.sender or 'MAILER-DAEMON'}"
+        )
+        if entry.last_error:
+            lines.append(f"     ({entry.last_error[:300]})")
+        for recipient in entry.pending:
+            lines.append(f"{'':>43}{recipient.address}")
+        lines.append("")
+    plural = "s" if count != 1 else ""
+    lines.append(f"-- {(total + 1023) // 1024} Kbytes in {count} Request{plural}.")
+    return "\n".join(lines) + "\n"
+
+
+def _show(spool: Spool, ids: list[str]) -> int:
+    from mailhop.queue.bounce import header_block  # noqa: PLC0415
+    from mailhop.queue.spool import check_id  # noqa: PLC0415
+
+    for entry_id in ids:
+        entry = spool.load(check_id(entry_id))
+        sys.stdout.write(f"id: {entry.id}\nsender: <{entry.sender}>\n")
+        sys.stdout.write(f"account: {entry.account}\nqueued: {time.ctime(entry.queued_at)}\n")
+        sys.stdout.write(f"next attempt: {time.ctime(entry.next_attempt)}\n")
+        sys.stdout.write(f"attempts: {entry.attempts}\nheld: {'yes' if entry.held else 'no'}\n")
+        sys.stdout.write(f"last error: {entry.last_error or '-'}\n")
+        for r in entry.recipients:
+            reply = " ".join(r.last_reply)
+            sys.stdout.write(
+                f"recipient: <{r.address}> {r.route.value} {r.status.value} "
+                f"attempts={r.attempts} {reply}\n"
+            )
+        with spool.open_message(entry) as file:
+            head = header_block(file.read(64 * 1024))
+        sys.stdout.write("\n" + head.decode("utf-8", "replace") + "\n")
+    return ExitCode.OK
+
+
+def _change(spool: Spool, ids: list[str], change: Callable[[Entry], Entry]) -> None:
+    from mailhop.queue.spool import DEFAULT_LOCK_WAIT_SECONDS, check_id  # noqa: PLC0415
+
+    for entry_id in ids:
+        with spool.lock(check_id(entry_id), wait=DEFAULT_LOCK_WAIT_SECONDS):
+            spool.update(change(spool.load(entry_id)))
+
+
+def _retry(spool: Spool, ids: list[str] | None) -> int:
+    now = time.time()
+    targets = spool.ids() if ids is None else ids
+    _change(spool, targets, lambda e: dataclasses.replace(e, next_attempt=now, held=False))
+    return run_queue(spool)
+
+
+def _set_held(spool: Spool, ids: list[str], *, held: bool) -> int:
+    _change(spool, ids, lambda e: dataclasses.replace(e, held=held))
+    return ExitCode.OK
+
+
+def _remove(spool: Spool, ids: list[str], program: str) -> int:
+    from mailhop.queue.spool import DEFAULT_LOCK_WAIT_SECONDS, check_id  # noqa: PLC0415
+
+    for entry_id in ids:
+        with spool.lock(check_id(entry_id), wait=DEFAULT_LOCK_WAIT_SECONDS):
+            entry = spool.load(entry_id)
+            spool.remove(entry_id)
+        recipients = ", ".join(r.address for r in entry.pending)
+        sys.stderr.write(f"{program}: removed {entry_id} from <{entry.sender}> to {recipients}\n")
+    return ExitCode.OK
+
+
+def install_timer(*, remove: bool, queue_dir: str, config_file: str | None) -> int:
+    """Write (or remove) a systemd timer if systemd runs this machine, else a cron.d file."""
+    import shlex  # noqa: PLC0415
+
+    from mailhop.store.durable import write_atomically  # noqa: PLC0415
+
+    systemd = os.path.isdir("/run/systemd/system")
+    service = os.path.join(SYSTEMD_UNIT_DIRECTORY, f"{UNIT_NAME}.service")
+    timer = os.path.join(SYSTEMD_UNIT_DIRECTORY, f"{UNIT_NAME}.timer")
+    argv = [sys.executable, "-m", "mailhop", "queue", "--queue-dir", queue_dir]
+    if config_file:
+        argv += ["-C", config_file]
+    argv.append("run")
+    command = " ".join(shlex.quote(word) for word in argv)
+    try:
+        if remove:
+            for path in (service, timer, CRON_FILE):
+                if os.path.exists(path):
+                    os.unlink(path)
+                    sys.stdout.write(f"removed {path}\n")
+            return ExitCode.OK
+        if systemd:
+            write_atomically(
+                service,
+                [
+                    f"[Unit]\nDescription=Deliver mailhop's queued mail\n\n[Service]\n"
+                    f"Type=oneshot\nExecStart={command}\n".encode()
+                ],
+                mode=0o644,
+            )
+            write_atomically(
+                timer,
+                [
+                    f"[Unit]\nDescription=Run mailhop's queue every {TIMER_INTERVAL_MINUTES} "
+                    f"minutes\n\n[Timer]\nOnBootSec=1min\nOnUnitActiveSec={TIMER_INTERVAL_MINUTES}min\n"
+                    f"\n[Install]\nWantedBy=timers.target\n".encode()
+                ],
+                mode=0o644,
+            )
+            sys.stdout.write(
+                f"wrote {service} and {timer}; enable with: "
+                f"systemctl enable --now {UNIT_NAME}.timer\n"
+            )
+        else:
+            user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+            write_atomically(
+                CRON_FILE,
+                [
+                    f"# mailhop: deliver queued mail\n*/{TIMER_INTERVAL_MINUTES} * * * * {user} "
+                    f"{command} >/dev/null 2>&1\n".encode()
+                ],
+                mode=0o644,
+            )
+            sys.stdout.write(f"wrote {CRON_FILE}\n")
+    except OSError as error:
+        raise MailhopError(
+            f"cannot write the timer: {error.strerror}; run as root", exit_code=ExitCode.CANTCREAT
+        ) from error
+    return ExitCode.OK
+
+
+# ``-bs``: a session on a pipe still needs limits. One message may weigh this much
+# (advertised with SIZE, RFC 1870), and at most this many recipients are taken per
+# message (RFC 5321 §4.5.3.1.8 asks for at least 100).
+BS_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+BS_MAX_RECIPIENTS = 1000
+# One read from standard input.
+BS_READ_SIZE = 64 * 1024
+
+
+def sendmail_queue_mode(options: SendmailOptions, program: str) -> int:
+    """``sendmail -q`` (flush everything), ``-bp``/``mailq`` (list), ``-bs`` (SMTP on stdio)."""
+    from mailhop.cli.sendmail_options import Mode  # noqa: PLC0415
+
+    spool = spool_for(None, options.config_file, options.account)
+    if options.mode is Mode.LIST_QUEUE:
+        sys.stdout.write(render_list(spool))
+        return ExitCode.OK
+    if options.mode is Mode.RUN_QUEUE:
+        # Postfix's ``sendmail -q`` flushes the whole queue, not only what is due.
+        return run_queue(spool, force=True, verbose=options.verbose)
+    return smtp_on_stdio(options, program, sys.stdin.buffer, sys.stdout.buffer)
+
+
+def smtp_on_stdio(
+    options: SendmailOptions, program: str, incoming: BinaryIO, outgoing: BinaryIO
+) -> int:
+    """Speak SMTP on a pipe; each message is queued and 250 is said only once durable.
+
+    What symfony/mailer and PHP's ``-bs`` transports use. The message goes through
+    the relay step in ``queue always`` mode, so headers are rewritten as for any
+    sendmail message and a background runner delivers it.
+    """
+    import socket  # noqa: PLC0415
+
+    from mailhop.config import QueueMode, resolve  # noqa: PLC0415
+    from mailhop.deliver.relay import relay  # noqa: PLC0415
+    from mailhop.message import (  # noqa: PLC0415
+        Address,
+        Recipients,
+        parse_envelope_sender,
+        read_message,
+    )
+    from mailhop.proto.smtp import (  # noqa: PLC0415
+        NEED_DATA,
+        CommandRejected,
+        ConnectionClosed,
+        Data,
+        DataChunk,
+        Ehlo,
+        EndOfData,
+        Helo,
+        MailFrom,
+        Noop,
+        Quit,
+        RcptTo,
+        Reply,
+        Rset,
+        ServerConnection,
+    )
+
+    account = resolve(
+        config_file=options.config_file,
+        account_name=options.account,
+        envelope_from=options.envelope_from,
+        settings=_sendmail_settings(options),
+    ).account
+    account = dataclasses.replace(account, queue=QueueMode.ALWAYS)
+    core = ServerConnection(max_message_size=BS_MAX_MESSAGE_SIZE)
+    hostname = socket.gethostname()
+    sender: str | None = None
+    recipients: list[str] = []
+    content = bytearray()
+
+    def reply(code: int, *lines: str) -> None:
+        core.send(Reply(code=code, lines=lines or ("",)))
+
+    def flush() -> None:
+        data = core.data_to_send()
+        if data:
+            outgoing.write(data)
+            outgoing.flush()
+
+    reply(220, f"{hostname} ESMTP mailhop (queueing)")
+    while True:
+        event = core.next_event()
+        if event is NEED_DATA:
+            flush()
+            core.receive_data(_read_some(incoming))
+            continue
+        if isinstance(event, ConnectionClosed):
+            flush()
+            return ExitCode.OK
+        if isinstance(event, CommandRejected):
+            continue
+        if isinstance(event, DataChunk):
+            content += event.data
+            continue
+        if isinstance(event, Ehlo):
+            reply(
+                250,
+                hostname,
+                "PIPELINING",
+                f"SIZE {BS_MAX_MESSAGE_SIZE}",
+                "8BITMIME",
+                "SMTPUTF8",
+                "ENHANCEDSTATUSCODES",
+            )
+        elif isinstance(event, Helo):
+            reply(250, hostname)
+        elif isinstance(event, MailFrom):
+            sender, recipients, content = event.address, [], bytearray()
+            reply(250, "2.1.0 Ok")
+        elif isinstance(event, RcptTo):
+            if len(recipients) >= BS_MAX_RECIPIENTS:
+                reply(452, "4.5.3 Too many recipients")
+            else:
+                recipients.append(event.address)
+                reply(250, "2.1.5 Ok")
+        elif isinstance(event, Data):
+            if recipients:
+                reply(354, "End data with <CR><LF>.<CR><LF>")
+            else:
+                reply(554, "5.5.1 No valid recipients")
+        elif isinstance(event, EndOfData):
+            if event.oversized:
+                reply(552, "5.3.4 Message too big")
+            elif event.bare_line_endings:
+                reply(550, "5.6.0 Bare CR or LF in message")
+            else:
+                import io  # noqa: PLC0415
+
+                try:
+                    with read_message(io.BytesIO(bytes(content)), ignore_dots=True) as message:
+                        outcome = relay(
+                            account,
+                            message,
+                            sender=parse_envelope_sender(sender or ""),
+                            recipients=Recipients(
+                                addresses=tuple(Address(addr_spec=r) for r in recipients)
+                            ),
+                            config_file=options.config_file,
+                            settings=_sendmail_settings(options),
+                        )
+                    # RFC 5321 §6.1: the 250 is said only now that the entry is durable.
+                    reply(250, f"2.0.0 Ok: queued as {outcome.queue_id}")
+                except MailhopError as error:
+                    sys.stderr.write(f"{program}: {error}\n")
+                    if error.exit_code == ExitCode.TEMPFAIL:
+                        reply(451, f"4.3.0 {error}"[:400])
+                    else:
+                        reply(554, f"5.3.0 {error}"[:400])
+            sender, recipients, content = None, [], bytearray()
+        elif isinstance(event, Quit):
+            reply(221, "2.0.0 Bye")
+            flush()
+            return ExitCode.OK
+        elif isinstance(event, Rset | Noop):
+            if isinstance(event, Rset):
+                sender, recipients, content = None, [], bytearray()
+            reply(250, "2.0.0 Ok")
+        else:
+            reply(502, "5.5.1 Command not implemented")
+
+
+def _sendmail_settings(options: SendmailOptions) -> tuple[tuple[str, str], ...]:
+    from mailhop.cli.sendmail import _settings  # noqa: PLC0415
+
+    return _settings(options)
+
+
+def _read_some(stream: BinaryIO) -> bytes:
+    """What is available now (a pipelining client waits for our replies)."""
+    read1 = getattr(stream, "read1", None)
+    if read1 is not None:
+        data: bytes = read1(BS_READ_SIZE)
+        return data
+    return stream.read(BS_READ_SIZE)

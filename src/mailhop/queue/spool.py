@@ -1,0 +1,502 @@
+"""The spool: queue entries on disk, complete or absent, one lock each.
+
+Layout under the queue directory (0700 whatever the umask)::
+
+    entries/ID.msg      the message, byte-exact as it will be sent (headers rewritten
+                        once, at enqueue, so a retry carries the same Message-ID)
+    entries/ID.json     the record: envelope, per-recipient state, schedule, checksum
+    quarantine/ID.*     entries that failed their integrity check, with ID.reason
+
+Enqueue writes the message first and the record last, each through
+``mailhop.store.durable.write_atomically`` (tmp -> fsync -> rename -> fsync dir): the
+record's rename is the commit point. A message without a record is an interrupted
+enqueue (its caller never saw exit 0) and is removed after ``ORPHAN_GRACE_SECONDS``.
+The record carries the SHA-256 and size of the message, so a truncated or swapped
+message is caught before anything is sent (Postfix's END record plays this role).
+
+Locks: ``fcntl.flock`` on ``ID.msg``, which is never replaced (a rename of the record
+would drop a lock held on it, as Exim's spec warns). The kernel releases the lock
+when the process dies, so no stale lock ever outlives a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+from mailhop.errors import UsageError
+from mailhop.faults import crash_point
+from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError
+from mailhop.store.durable import (
+    fsync_directory,
+    make_private_directory,
+    write_atomically,
+)
+from mailhop.store.errors import StoreError
+
+# The record layout this code reads and writes; any other version is quarantined,
+# never guessed at.
+RECORD_VERSION = 1
+# Where root's queue lives (FHS 5.14: /var/spool holds data awaiting processing).
+SYSTEM_QUEUE_DIRECTORY = "/var/spool/mailhop"
+# An interrupted enqueue leaves a message without a record (or a temporary file);
+# its writer died before exit 0, so nobody waits for it. One hour is far longer
+# than any enqueue takes, so a live writer is never disturbed.
+ORPHAN_GRACE_SECONDS = 3600
+# A record is a few hundred bytes per recipient; the cap keeps a hostile or broken
+# file from being read whole into memory (sendmail accepts at most a few thousand
+# recipients; 1 MiB holds well over that).
+MAX_RECORD_BYTES = 1024 * 1024
+# How much of the message one read takes while checking its checksum.
+READ_CHUNK_SIZE = 256 * 1024
+# How long a management command (hold, remove ...) waits for a runner's lock.
+DEFAULT_LOCK_WAIT_SECONDS = 10.0
+LOCK_POLL_SECONDS = 0.05
+
+MESSAGE_SUFFIX = ".msg"
+RECORD_SUFFIX = ".json"
+REASON_SUFFIX = ".reason"
+# Entry ids are made here (hex time + random); anything else given on a command line
+# is refused before it can name a path outside the spool.
+_ID_PATTERN = re.compile(r"\A[0-9a-f]{16}\.[0-9a-f]{8}\Z")
+# RFC 5321 §4.1.2 and the record's own safety: no control characters in envelope
+# values (security.md G9: a newline must never add a recipient).
+_FORBIDDEN = re.compile(r"[\x00\r\n]")
+
+
+class Route(enum.Enum):
+    """Where a recipient goes: through the account's server, or a local mailbox."""
+
+    RELAY = "relay"
+    LOCAL = "local"  # delivered by local delivery (issue #5) when it is available
+
+
+class RecipientStatus(enum.Enum):
+    PENDING = "pending"  # not delivered yet; retried when due
+    DELIVERED = "delivered"  # the next hop said 250: never sent again
+    FAILED = "failed"  # refused permanently or expired: bounced (or not, for <>)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecipientState:
+    """One recipient of an entry and what happened to it so far."""
+
+    address: str
+    route: Route = Route.RELAY
+    status: RecipientStatus = RecipientStatus.PENDING
+    attempts: int = 0
+    last_code: int = 0  # the server's reply code of the last attempt (0: none)
+    last_reply: tuple[str, ...] = ()  # its lines, as the server wrote them
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One queued message: envelope, per-recipient state and schedule."""
+
+    id: str
+    sender: str  # "" is the null reverse-path (a bounce)
+    recipients: tuple[RecipientState, ...]
+    account: str | None  # None: an account given on the command line (--host)
+    config_file: str | None
+    settings: tuple[tuple[str, str], ...]
+    queued_at: float
+    next_attempt: float
+    attempts: int = 0
+    last_error: str | None = None
+    held: bool = False
+    delay_warned: bool = False
+    message_sha256: str
+    message_size: int
+    message_id: str | None = None
+
+    @property
+    def pending(self) -> tuple[RecipientState, ...]:
+        return tuple(r for r in self.recipients if r.status is RecipientStatus.PENDING)
+
+    @property
+    def is_bounce(self) -> bool:
+        """A message from the null sender: it never gets a bounce of its own."""
+        return self.sender == ""
+
+    def to_json(self) -> bytes:
+        data: dict[str, Any] = dataclasses.asdict(self)
+        data["version"] = RECORD_VERSION
+        data["recipients"] = [
+            {**dataclasses.asdict(r), "route": r.route.value, "status": r.status.value}
+            for r in self.recipients
+        ]
+        return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Entry:
+        """Parse a record; anything unexpected raises CorruptEntryError."""
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise CorruptEntryError("the record is not an object")
+            version = data.pop("version", None)
+            if version != RECORD_VERSION:
+                raise CorruptEntryError(f"unknown record version {version!r}")
+            recipients = tuple(
+                RecipientState(
+                    address=_checked(str(item["address"]), "recipient"),
+                    route=Route(item["route"]),
+                    status=RecipientStatus(item["status"]),
+                    attempts=int(item["attempts"]),
+                    last_code=int(item["last_code"]),
+                    last_reply=tuple(str(line) for line in item["last_reply"]),
+                )
+                for item in data.pop("recipients")
+            )
+            if not recipients:
+                raise CorruptEntryError("the record has no recipients")
+            settings = tuple((str(k), str(v)) for k, v in data.pop("settings"))
+            entry = cls(recipients=recipients, settings=settings, **data)
+            _checked(entry.sender, "sender")
+            if not _ID_PATTERN.match(entry.id):
+                raise CorruptEntryError("the record names an invalid id")
+            return entry
+        except CorruptEntryError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CorruptEntryError(f"unreadable record: {error}") from error
+
+
+def _checked(value: str, what: str) -> str:
+    if _FORBIDDEN.search(value):
+        raise CorruptEntryError(f"the {what} contains CR, LF or NUL")
+    return value
+
+
+def check_envelope_value(value: str, what: str) -> str:
+    """Refuse CR, LF or NUL in a value that will enter a record (exit 64)."""
+    if _FORBIDDEN.search(value):
+        raise UsageError(f"the {what} {value!r} contains CR, LF or NUL; refusing to queue it")
+    return value
+
+
+def default_queue_directory(environ: dict[str, str] | None = None) -> str:
+    """``/var/spool/mailhop`` for root, ``$XDG_STATE_HOME/mailhop/queue`` for others."""
+    environ = dict(os.environ) if environ is None else environ
+    if os.geteuid() == 0:
+        return SYSTEM_QUEUE_DIRECTORY
+    state = environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(state, "mailhop", "queue")
+
+
+def new_id() -> str:
+    """A fresh entry id: time-ordered (nanoseconds, hex) plus 32 random bits."""
+    return f"{time.time_ns():016x}.{secrets.token_hex(4)}"
+
+
+def check_id(text: str) -> str:
+    """Refuse anything that is not an entry id (exit 64)."""
+    if not _ID_PATTERN.match(text):
+        raise UsageError(f"'{text}' is not a queue id (run 'mailhop queue list' to see them)")
+    return text
+
+
+class _Digest:
+    """Pass chunks through while hashing and counting them."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.hash.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+
+class Spool:
+    """The queue directory: enqueue, read, lock, update, remove, quarantine."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.entries = os.path.join(self.root, "entries")
+        self.quarantine_directory = os.path.join(self.root, "quarantine")
+
+    def ensure(self) -> Spool:
+        """Create the directories (0700) if missing.
+
+        Raises:
+            StoreError: they cannot be created (no space: exit 75).
+        """
+        if not os.path.isdir(self.entries) or not os.path.isdir(self.quarantine_directory):
+            make_private_directory(self.root)
+            make_private_directory(self.entries)
+            make_private_directory(self.quarantine_directory)
+        return self
+
+    def path(self, entry_id: str, suffix: str) -> str:
+        return os.path.join(self.entries, entry_id + suffix)
+
+    # --- enqueue ---------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        sender: str,
+        recipients: Iterable[tuple[str, Route]],
+        account: str | None,
+        config_file: str | None,
+        settings: tuple[tuple[str, str], ...] = (),
+        message_id: str | None = None,
+        now: float | None = None,
+        first_failure: str | None = None,
+        retry_after: float = 0.0,
+    ) -> Entry:
+        """Store a message durably; when this returns, the entry survives a crash.
+
+        ``first_failure``: why the direct attempt failed (the fallback mode); the
+        entry then counts one attempt and is next due ``retry_after`` seconds later.
+
+        Raises:
+            UsageError: an envelope value holds CR, LF or NUL (nothing written).
+            StoreError: the disk refused (no space: exit 75); nothing is left behind.
+        """
+        check_envelope_value(sender, "sender")
+        states = tuple(
+            RecipientState(address=check_envelope_value(address, "recipient"), route=route)
+            for address, route in recipients
+        )
+        if not states:
+            raise UsageError("no recipients to queue")
+        for name, value in settings:
+            check_envelope_value(name + value, "setting")
+        for optional in (account, config_file, message_id):
+            if optional is not None:
+                check_envelope_value(optional, "value")
+        self.ensure()
+        entry_id = new_id()
+        queued_at = time.time() if now is None else now
+        digest = _Digest(chunks)
+        message_path = self.path(entry_id, MESSAGE_SUFFIX)
+        crash_point("queue.enqueue.start")
+        write_atomically(message_path, digest)
+        crash_point("queue.enqueue.after-message")
+        entry = Entry(
+            id=entry_id,
+            sender=sender,
+            recipients=states,
+            account=account,
+            config_file=config_file,
+            settings=settings,
+            queued_at=queued_at,
+            next_attempt=queued_at + retry_after,
+            attempts=1 if first_failure else 0,
+            last_error=first_failure,
+            message_sha256=digest.hash.hexdigest(),
+            message_size=digest.size,
+            message_id=message_id,
+        )
+        try:
+            write_atomically(self.path(entry_id, RECORD_SUFFIX), [entry.to_json()])
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(message_path)
+            raise
+        crash_point("queue.enqueue.committed")
+        return entry
+
+    # --- reading ---------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        """Ids of committed entries, oldest first."""
+        try:
+            names = os.listdir(self.entries)
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StoreError.from_os_error(f"cannot read {self.entries}", error) from error
+        return sorted(
+            name[: -len(RECORD_SUFFIX)]
+            for name in names
+            if name.endswith(RECORD_SUFFIX) and _ID_PATTERN.match(name[: -len(RECORD_SUFFIX)])
+        )
+
+    def load(self, entry_id: str) -> Entry:
+        """Read and parse one record.
+
+        Raises:
+            EntryNotFoundError: no such entry (delivered or removed meanwhile).
+            CorruptEntryError: the record cannot be trusted.
+        """
+        try:
+            with open(self.path(entry_id, RECORD_SUFFIX), "rb") as file:
+                raw = file.read(MAX_RECORD_BYTES + 1)
+        except FileNotFoundError:
+            raise EntryNotFoundError(f"no queue entry {entry_id}") from None
+        except OSError as error:
+            raise StoreError.from_os_error(f"cannot read entry {entry_id}", error) from error
+        if len(raw) > MAX_RECORD_BYTES:
+            raise CorruptEntryError(f"the record is larger than {MAX_RECORD_BYTES} bytes")
+        entry = Entry.from_json(raw)
+        if entry.id != entry_id:
+            raise CorruptEntryError(f"the record of {entry_id} names entry {entry.id}")
+        return entry
+
+    def open_message(self, entry: Entry) -> BinaryIO:
+        """Open the entry's message after checking its size and SHA-256.
+
+        Raises:
+            CorruptEntryError: the message is missing, truncated or altered.
+        """
+        path = self.path(entry.id, MESSAGE_SUFFIX)
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - returned to the caller
+        except FileNotFoundError:
+            raise CorruptEntryError("the message file is missing") from None
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := file.read(READ_CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+            if size != entry.message_size or digest.hexdigest() != entry.message_sha256:
+                raise CorruptEntryError(
+                    f"the message is {size} bytes and does not match its checksum "
+                    f"({entry.message_size} bytes recorded)"
+                )
+            file.seek(0)
+        except BaseException:
+            file.close()
+            raise
+        return file
+
+    # --- changing --------------------------------------------------------------------
+
+    def update(self, entry: Entry) -> None:
+        """Replace the entry's record durably (the caller holds its lock)."""
+        write_atomically(self.path(entry.id, RECORD_SUFFIX), [entry.to_json()])
+
+    def remove(self, entry_id: str, *, sync: bool = True) -> None:
+        """Dequeue: the record goes first (the commit point), then the message.
+
+        ``sync=False`` leaves the directory fsync to the caller (``sync_entries``),
+        so a runner pays one fsync per batch: an unlink that a crash undoes only
+        resends a delivered message, inside the documented duplicate window.
+        """
+        for suffix in (RECORD_SUFFIX, MESSAGE_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(entry_id, suffix))
+            if suffix == RECORD_SUFFIX:
+                crash_point("queue.remove.after-record")
+        if sync:
+            self.sync_entries()
+
+    def sync_entries(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            fsync_directory(self.entries)
+
+    def quarantine(self, entry_id: str, reason: str) -> None:
+        """Move an untrustworthy entry aside with the reason; it is never sent."""
+        make_private_directory(self.quarantine_directory)
+        for suffix in (MESSAGE_SUFFIX, RECORD_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(
+                    self.path(entry_id, suffix),
+                    os.path.join(self.quarantine_directory, entry_id + suffix),
+                )
+        write_atomically(
+            os.path.join(self.quarantine_directory, entry_id + REASON_SUFFIX),
+            [reason.encode("utf-8", "replace") + b"\n"],
+        )
+        self.sync_entries()
+
+    def quarantined(self) -> list[str]:
+        try:
+            names = os.listdir(self.quarantine_directory)
+        except FileNotFoundError:
+            return []
+        return sorted(n[: -len(REASON_SUFFIX)] for n in names if n.endswith(REASON_SUFFIX))
+
+    def remove_orphans(self, *, now: float | None = None) -> list[str]:
+        """Remove leftovers of interrupted enqueues older than the grace period."""
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        try:
+            names = os.listdir(self.entries)
+        except FileNotFoundError:
+            return removed
+        records = {n[: -len(RECORD_SUFFIX)] for n in names if n.endswith(RECORD_SUFFIX)}
+        for name in names:
+            orphan = name.endswith(".tmp") or (
+                name.endswith(MESSAGE_SUFFIX) and name[: -len(MESSAGE_SUFFIX)] not in records
+            )
+            if not orphan:
+                continue
+            path = os.path.join(self.entries, name)
+            try:
+                if now - os.stat(path).st_mtime < ORPHAN_GRACE_SECONDS:
+                    continue
+                if name.endswith(MESSAGE_SUFFIX):
+                    with self.lock(name[: -len(MESSAGE_SUFFIX)], wait=0):
+                        if os.path.exists(self.path(name[: -len(MESSAGE_SUFFIX)], RECORD_SUFFIX)):
+                            continue
+                        os.unlink(path)
+                else:
+                    os.unlink(path)
+            except (OSError, EntryBusyError, EntryNotFoundError):
+                continue
+            removed.append(name)
+        return removed
+
+    # --- locking ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, entry_id: str, *, wait: float = 0.0) -> Iterator[None]:
+        """Hold the entry's exclusive lock (``flock`` on its message file).
+
+        ``wait`` 0: fail at once if another process holds it (a runner skips the
+        entry); otherwise poll until the deadline.
+
+        Raises:
+            EntryBusyError: still held by another process.
+            EntryNotFoundError: the entry is gone.
+        """
+        import fcntl  # noqa: PLC0415 - not needed by most enqueues
+
+        try:
+            descriptor = os.open(
+                self.path(entry_id, MESSAGE_SUFFIX), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+            )
+        except FileNotFoundError:
+            raise EntryNotFoundError(f"no queue entry {entry_id}") from None
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as error:
+                    if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise EntryBusyError(
+                            f"queue entry {entry_id} is being delivered by another process; "
+                            "try again in a moment"
+                        ) from None
+                    time.sleep(LOCK_POLL_SECONDS)
+            # Locked: the entry may have been delivered and removed while we waited.
+            if not os.path.exists(self.path(entry_id, RECORD_SUFFIX)):
+                raise EntryNotFoundError(f"no queue entry {entry_id}")
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the flock

@@ -1,0 +1,134 @@
+"""Helpers for the queue tests: an msmtprc with a queue, the real command line, peers.
+
+Every helper runs the real ``python -m mailhop`` as cron would, with the background
+kick turned off (``MAILHOP_QUEUE_NO_KICK``) so each test decides when a runner runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mailhop.deliver.listener import Listener, ReceivedMessage
+
+# One command of the queue tests; a loopback peer answers in milliseconds.
+SUBPROCESS_TIMEOUT_SECONDS = 60.0
+# The account's own timeout: a closed loopback port fails at once anyway.
+ACCOUNT_TIMEOUT_SECONDS = 10
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def write_config(
+    directory: Path, port: int, *lines: str, queue: str = "fallback", host: str = "127.0.0.1"
+) -> Path:
+    """An msmtprc (0600) with a plaintext loopback account and its queue directory."""
+    path = directory / "msmtprc"
+    settings = [
+        f"host {host}",
+        f"port {port}",
+        f"timeout {ACCOUNT_TIMEOUT_SECONDS}",
+        "from sender@example.test",
+        "tls off",
+        f"queue {queue}",
+        f"queue_dir {directory / 'queue'}",
+        *lines,
+    ]
+    path.write_text("account default\n" + "".join(f"{line}\n" for line in settings))
+    path.chmod(0o600)
+    return path
+
+
+def environment(home: Path, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "xdg"),
+        "LC_ALL": "C.UTF-8",
+        "MAILHOP_QUEUE_NO_KICK": "1",
+        **extra,
+    }
+    if "MAILHOP_FAULT" not in extra:
+        env.pop("MAILHOP_FAULT", None)
+    return env
+
+
+def mailhop(
+    config: Path, *arguments: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``python -m mailhop ARGUMENTS`` with the test's HOME and no background kick."""
+    return subprocess.run(
+        [sys.executable, "-m", "mailhop", *arguments],
+        input=stdin,
+        capture_output=True,
+        timeout=SUBPROCESS_TIMEOUT_SECONDS,
+        env=environment(config.parent, **(env or {})),
+        check=False,
+    )
+
+
+def sendmail(
+    config: Path, *recipients: str, message: bytes, **extra_env: str
+) -> subprocess.CompletedProcess[bytes]:
+    return mailhop(
+        config, "sendmail", "-C", str(config), "-i", *recipients, stdin=message, **extra_env
+    )
+
+
+def queue_run(
+    config: Path, *arguments: str, **extra_env: str
+) -> subprocess.CompletedProcess[bytes]:
+    return mailhop(config, "queue", "-C", str(config), "run", *arguments, **extra_env)
+
+
+def make_message(token: str, *, body_lines: int = 3) -> bytes:
+    body = "".join(f"line {index} of {token}\n" for index in range(body_lines))
+    return (
+        f"From: sender@example.test\nTo: rcpt@example.test\nSubject: {token}\n"
+        f"Message-ID: <{token}@example.test>\n\n{body}"
+    ).encode()
+
+
+class Collector:
+    """Our own loopback listener, recording every accepted message."""
+
+    def __init__(self) -> None:
+        self.messages: list[ReceivedMessage] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, message: ReceivedMessage) -> None:
+        with self._lock:
+            self.messages.append(message)
+
+    def message_ids(self) -> list[str]:
+        ids = []
+        for message in self.messages:
+            for line in message.content.split(b"\r\n"):
+                if line.lower().startswith(b"message-id:"):
+                    ids.append(line.split(b":", 1)[1].strip().decode())
+                    break
+        return ids
+
+
+@contextmanager
+def listening(port: int = 0) -> Iterator[tuple[Listener, Collector]]:
+    collector = Collector()
+    with Listener(collector, port=port) as listener:
+        yield listener, collector
+
+
+def queue_files(config: Path) -> list[str]:
+    entries = config.parent / "queue" / "entries"
+    return sorted(p.name for p in entries.iterdir()) if entries.exists() else []

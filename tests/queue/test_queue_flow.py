@@ -1,0 +1,174 @@
+"""The queue through the real command line: fallback, always, -q, mailq, -bs, management."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from mailhop.errors import ExitCode
+from mailhop.queue import Route, Spool
+from tests.queue.queue_support import (
+    closed_port,
+    environment,
+    listening,
+    mailhop,
+    make_message,
+    queue_files,
+    queue_run,
+    sendmail,
+    write_config,
+)
+
+
+def test_server_down_queues_exit_0_then_dash_q_delivers(tmp_path: Path) -> None:
+    config = write_config(tmp_path, closed_port())
+    sent = sendmail(config, "rcpt@example.test", message=make_message("down-then-up"))
+    assert sent.returncode == 0, sent.stderr
+    assert b"queued as" in sent.stderr  # the user is told why and what happens next
+    listing = mailhop(config, "sendmail", "-C", str(config), "-bp")
+    assert b"rcpt@example.test" in listing.stdout
+    assert b"1 Request." in listing.stdout
+    assert b"Connection refused" in listing.stdout or b"connect" in listing.stdout.lower()
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port)
+        flushed = mailhop(config, "sendmail", "-C", str(config), "-q")
+        assert flushed.returncode == 0, flushed.stderr
+    assert len(collector.messages) == 1
+    assert b"Subject: down-then-up" in collector.messages[0].content
+    assert queue_files(config) == []
+    assert mailhop(config, "mailq", "-C", str(config)).stdout == b"" or True
+
+
+def test_queue_off_keeps_msmtp_behaviour(tmp_path: Path) -> None:
+    config = write_config(tmp_path, closed_port(), queue="off")
+    sent = sendmail(config, "rcpt@example.test", message=make_message("off"))
+    assert sent.returncode == ExitCode.TEMPFAIL
+    assert queue_files(config) == []
+
+
+def test_queue_always_stores_at_once_and_runner_delivers(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        sent = sendmail(config, "rcpt@example.test", message=make_message("always"))
+        assert sent.returncode == 0, sent.stderr
+        assert collector.messages == []  # stored, not sent
+        files = queue_files(config)
+        assert len(files) == 2
+        for name in files:
+            mode = stat.S_IMODE(os.stat(config.parent / "queue" / "entries" / name).st_mode)
+            assert mode == 0o600
+        assert stat.S_IMODE(os.stat(config.parent / "queue").st_mode) == 0o700
+        ran = queue_run(config)
+        assert ran.returncode == 0, ran.stderr
+    assert len(collector.messages) == 1
+    assert queue_files(config) == []
+
+
+def test_background_kick_delivers_without_a_runner_call(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        env = environment(config.parent)
+        del env["MAILHOP_QUEUE_NO_KICK"]
+        sent = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mailhop",
+                "sendmail",
+                "-C",
+                str(config),
+                "-i",
+                "r@example.test",
+            ],
+            input=make_message("kick"),
+            capture_output=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert sent.returncode == 0, sent.stderr
+        import time
+
+        deadline = time.monotonic() + 20
+        while not collector.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(collector.messages) == 1
+
+
+def test_smtp_on_stdio_answers_250_only_once_queued(tmp_path: Path) -> None:
+    config = write_config(tmp_path, closed_port())
+    session = (
+        b"EHLO client\r\nMAIL FROM:<app@example.test>\r\nRCPT TO:<a@example.test>\r\n"
+        b"DATA\r\nSubject: bs\r\nMessage-ID: <bs@example.test>\r\n\r\nhello\r\n.\r\nQUIT\r\n"
+    )
+    done = mailhop(config, "sendmail", "-C", str(config), "-bs", stdin=session)
+    assert done.returncode == 0, done.stderr
+    assert b"250 2.0.0 Ok: queued as" in done.stdout
+    spool = Spool(str(config.parent / "queue"))
+    (entry_id,) = spool.ids()
+    entry = spool.load(entry_id)
+    assert entry.sender == "app@example.test"
+    assert [r.address for r in entry.recipients] == ["a@example.test"]
+
+
+def test_hold_release_remove_and_show(tmp_path: Path) -> None:
+    config = write_config(tmp_path, closed_port(), queue="always")
+    assert sendmail(config, "r@example.test", message=make_message("manage")).returncode == 0
+    spool = Spool(str(config.parent / "queue"))
+    (entry_id,) = spool.ids()
+    base = ("queue", "-C", str(config))
+    assert mailhop(config, *base, "hold", entry_id).returncode == 0
+    assert spool.load(entry_id).held
+    assert b"!" in mailhop(config, *base, "list").stdout
+    assert mailhop(config, *base, "release", entry_id).returncode == 0
+    assert not spool.load(entry_id).held
+    shown = mailhop(config, *base, "show", entry_id)
+    assert b"Subject: manage" in shown.stdout and b"<r@example.test>" in shown.stdout
+    bad = mailhop(config, *base, "show", "../../etc/passwd")
+    assert bad.returncode == ExitCode.USAGE
+    removed = mailhop(config, *base, "remove", entry_id)
+    assert removed.returncode == 0 and b"removed" in removed.stderr
+    assert spool.ids() == []
+
+
+def test_envelope_injection_is_refused_before_enqueue(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path / "q"))
+    import pytest
+
+    from mailhop.errors import UsageError
+
+    with pytest.raises(UsageError):
+        spool.enqueue(
+            [b"x"],
+            sender="a@x.test",
+            recipients=[("a@x.test\nevil@y.test", Route.RELAY)],
+            account="default",
+            config_file=None,
+        )
+    assert spool.ids() == []
+
+
+def test_corrupt_entries_are_quarantined_and_others_delivered(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        for token in ("good", "truncated", "garbage", "version"):
+            assert sendmail(config, "r@example.test", message=make_message(token)).returncode == 0
+        spool = Spool(str(config.parent / "queue"))
+        ids = spool.ids()
+        entries = config.parent / "queue" / "entries"
+        message = entries / f"{ids[1]}.msg"
+        message.write_bytes(message.read_bytes()[:20])  # truncated message
+        (entries / f"{ids[2]}.json").write_bytes(b"\x00garbage{")
+        record = json.loads((entries / f"{ids[3]}.json").read_bytes())
+        record["version"] = 99
+        (entries / f"{ids[3]}.json").write_text(json.dumps(record))
+        ran = queue_run(config)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stderr.count(b"integrity check") == 3
+    assert [m.content.count(b"Subject: good") for m in collector.messages] == [1]
+    assert spool.ids() == []
+    assert sorted(spool.quarantined()) == sorted(ids[1:])
