@@ -213,6 +213,16 @@ def _status_from_header(data: bytes) -> Status:
 
 def with_status(data: bytes, status: Status) -> bytes:
     """``data`` with one ``Status:`` header saying ``status`` (none for NEW)."""
+    value = {Status.NEW: b"", Status.UNREAD: b"O", Status.READ: b"RO"}[status]
+    return with_status_value(data, value)
+
+
+def with_status_value(data: bytes, value: bytes) -> bytes:
+    """``data`` with one ``Status: value`` header (none if ``value`` is empty).
+
+    ``R`` read, ``O`` old (seen in an earlier session): the letters bsd-mailx, s-nail
+    and mutt write.
+    """
     block = header_block(data)
     kept: list[bytes] = []
     replacing = False
@@ -222,9 +232,9 @@ def with_status(data: bytes, status: Status) -> bytes:
         replacing = bool(_STATUS_HEADER.match(line))
         if not replacing:
             kept.append(line)
-    if status is not Status.NEW:
+    if value:
         line_ending = b"\r\n" if block.endswith(b"\r\n") else b"\n"
-        kept.append(b"Status: " + (b"RO" if status is Status.READ else b"O") + line_ending)
+        kept.append(b"Status: " + value + line_ending)
     return b"".join(kept) + data[len(block) :]
 
 
@@ -533,7 +543,7 @@ class Folder:
                         or envelope_line_for(
                             self.messages[index].data, self.messages[index].received
                         ),
-                        with_status(self.messages[index].data, Status.READ),
+                        with_status(self.messages[index].data, self.kept_status(index)),
                     )
                     for index in to_mbox
                 ],

@@ -50,6 +50,7 @@ from mailhop.reader.folder import (
     Status,
     append_to_mbox,
     envelope_line_for,
+    with_status_value,
 )
 from mailhop.reader.summary import DEFAULT_COLUMNS, DEFAULT_SCREEN_LINES, summary_line
 from mailhop.store.durable import PRIVATE_FILE_MODE, write_atomically
@@ -408,6 +409,7 @@ class Session:
         except ValueError:
             count = DEFAULT_TOP_LINES
         for index in self.resolve(parsed.selectors):
+            self.folder.marks[index] |= Mark.READ_NOW  # as BSD mail: top counts as reading
             self.write(f"Message {index + 1}:\n")
             rendering = display.render(self.folder.messages[index].data)
             lines = [*rendering.header_lines, "", *rendering.body.splitlines()]
@@ -439,10 +441,16 @@ class Session:
         for index in self.resolve(parsed.selectors):
             self.folder.marks[index] |= mark
 
+    def _mark_deleted(self, chosen: list[int]) -> None:
+        # A deleted message counts as seen and forgets preserve/save/mbox, as in BSD
+        # mail: undeleting it later leaves a read message (it moves to mbox at quit).
+        for index in chosen:
+            marks = self.folder.marks[index] & ~(Mark.PRESERVED | Mark.SAVED | Mark.TO_MBOX)
+            self.folder.marks[index] = marks | Mark.DELETED | Mark.READ_NOW
+
     def _delete(self, parsed: ParsedCommand) -> None:
         chosen = self.resolve(parsed.selectors)
-        for index in chosen:
-            self.folder.marks[index] |= Mark.DELETED
+        self._mark_deleted(chosen)
         following = [i for i in self._undeleted() if i > chosen[-1]]
         if following:
             self.current = following[0]
@@ -456,8 +464,7 @@ class Session:
 
     def _delete_and_print(self, parsed: ParsedCommand) -> None:
         chosen = self.resolve(parsed.selectors)
-        for index in chosen:
-            self.folder.marks[index] |= Mark.DELETED
+        self._mark_deleted(chosen)
         following = [i for i in self._undeleted() if i > chosen[-1]]
         if not following:
             self._say("At EOF")
@@ -487,15 +494,17 @@ class Session:
                 [
                     (
                         message.envelope_line or envelope_line_for(message.data, message.received),
-                        message.data,
+                        # The copy says "read", as bsd-mailx writes it: saving shows intent.
+                        with_status_value(message.data, b"R"),
                     )
                     for message in messages
                 ],
             )
             size = sum(message.size for message in messages)
-        if mark:
-            for index in chosen:
-                self.folder.marks[index] |= Mark.SAVED
+        for index in chosen:
+            # copy leaves the message read (BSD mail moves it to mbox at quit like any
+            # read message); save and write mark it saved.
+            self.folder.marks[index] |= Mark.SAVED if mark else Mark.READ_NOW
         lines = sum(message.line_count for message in messages)
         name = display.escape_for_terminal(path)
         self._say(f'"{name}" [{"Appended" if existed else "New file"}] {lines}/{size}')
