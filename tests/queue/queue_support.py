@@ -83,14 +83,14 @@ def sendmail(
     config: Path, *recipients: str, message: bytes, **extra_env: str
 ) -> subprocess.CompletedProcess[bytes]:
     return mailhop(
-        config, "sendmail", "-C", str(config), "-i", *recipients, stdin=message, **extra_env
+        config, "sendmail", "-C", str(config), "-i", *recipients, stdin=message, env=extra_env
     )
 
 
 def queue_run(
     config: Path, *arguments: str, **extra_env: str
 ) -> subprocess.CompletedProcess[bytes]:
-    return mailhop(config, "queue", "-C", str(config), "run", *arguments, **extra_env)
+    return mailhop(config, "queue", "-C", str(config), "run", *arguments, env=extra_env)
 
 
 def make_message(token: str, *, body_lines: int = 3) -> bytes:
