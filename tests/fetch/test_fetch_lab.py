@@ -178,7 +178,7 @@ def received_message_keys(messages: list[bytes]) -> list[bytes]:
 
 @pytest.mark.parametrize("destination", ["maildir", "mbox"])
 @pytest.mark.parametrize("port_name", list(PORT_MODES))
-def test_every_port_delivers_byte_identical_and_only_once(
+def test_every_port_delivers_byte_identical_and_only_once(  # noqa: PLR0917 - fixtures
     tmp_path: Path,
     lab: Lab,
     erin: LabUser,
@@ -249,7 +249,7 @@ def test_new_mail_next_time_and_delete_only_after_durable(
         "fetch.after-store",
     ],
 )
-def test_kill_9_during_delete_loses_nothing_duplicates_at_most_one(
+def test_kill_9_during_delete_loses_nothing_duplicates_at_most_one(  # noqa: PLR0917 - fixtures
     tmp_path: Path, lab: Lab, erin: LabUser, originals: list[bytes], port_name: str, fault: str
 ) -> None:
     empty_inbox(lab, erin)
