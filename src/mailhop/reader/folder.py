@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import enum
 import errno
-import fcntl
 import os
 import re
 import stat
@@ -49,11 +48,6 @@ MAX_MAILBOX_BYTES = 1 << 30
 # How long to wait for another program (a delivery agent, another reader) to release the
 # mailbox lock before giving up with exit 75. Delivery agents hold it for one append.
 DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
-# Pause between two attempts to take a held lock.
-LOCK_POLL_SECONDS = 0.05
-# A dotlock older than this is left over by a crashed program (liblockfile and
-# mailutils use the same order of magnitude: 5 and 10 minutes) and is removed.
-STALE_DOTLOCK_SECONDS = 300.0
 # At most this many Maildir entries are listed: a directory larger than this is not a
 # mailbox a person reads with mail(1), and the bound keeps the listing loop finite.
 MAX_MAILDIR_ENTRIES = 1_000_000
@@ -265,75 +259,60 @@ def envelope_line_for(data: bytes, when: float | None = None) -> bytes:
 def mailbox_lock(
     path: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS
 ) -> Iterator[int | None]:
-    """Hold the mbox lock Debian policy asks for: ``PATH.lock`` dotlock plus fcntl.
+    """Hold the mbox lock Debian policy asks for (fcntl, then the ``PATH.lock`` dotlock).
 
-    Yields a read-write descriptor of the mailbox (``None`` if it does not exist yet).
-    TODO(issue #5): replace with the lock functions of ``mailhop.store.mbox`` once they
-    land, so that the deliverer and the reader share one implementation.
+    The locking itself is ``mailhop.store.mbox``'s, the one local delivery uses, so a
+    reader and a delivery agent take the same locks in the same order. Yields a
+    read-write descriptor of the mailbox (``None`` if it does not exist). If the file
+    was replaced while we waited, the new one is locked instead; if a delivery died
+    while appending, its partial tail is cut first, as the delivery agent would.
 
     Raises:
-        ReaderError: the lock is not free within ``timeout`` (exit 75), or cannot be made.
+        ReaderError: the lock is not free within ``timeout`` (exit 75), or the mailbox
+            or its directory may not be written (exit 73; the mailbox is unchanged).
     """
+    from mailhop.store import mbox as mbox_store  # noqa: PLC0415 - read mode only
+
     deadline = time.monotonic() + timeout
-    dotlock = path + ".lock"
     while True:
         try:
-            descriptor = os.open(
-                dotlock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
-            )
-            os.close(descriptor)
-            break
-        except FileExistsError:
-            with contextlib.suppress(OSError):
-                if time.time() - os.lstat(dotlock).st_mtime > STALE_DOTLOCK_SECONDS:
-                    os.unlink(dotlock)
-                    continue
-        except OSError as error:
-            raise ReaderError(
-                f"cannot lock {path}: cannot create {dotlock}: {error.strerror}; "
-                "the mailbox is unchanged",
-                exit_code=ExitCode.CANTCREAT,
-            ) from error
-        if time.monotonic() >= deadline:
-            raise ReaderError(
-                f"{path} is locked by another program ({dotlock} exists); the mailbox is "
-                "unchanged, try again later",
-                exit_code=ExitCode.TEMPFAIL,
-            )
-        time.sleep(LOCK_POLL_SECONDS)
-    descriptor_or_none: int | None = None
-    try:
-        try:
-            descriptor_or_none = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
-            descriptor_or_none = None
+            yield None
+            return
         except OSError as error:
             raise ReaderError(
-                f"cannot open {path}: {error.strerror}", exit_code=ExitCode.NOINPUT
+                f"cannot open {path} for writing: {error.strerror}",
+                exit_code=ExitCode.CANTCREAT if error.errno == errno.EACCES else ExitCode.NOINPUT,
             ) from error
-        if descriptor_or_none is not None:
-            while True:
-                try:
-                    fcntl.lockf(descriptor_or_none, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as error:
-                    if error.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise ReaderError(
-                            f"cannot lock {path}: {error.strerror}", exit_code=ExitCode.TEMPFAIL
-                        ) from error
-                if time.monotonic() >= deadline:
+        try:
+            try:
+                # The store's lock primitives are private to it; sharing them is the point.
+                with mbox_store._locked(path, descriptor, deadline) as stale_offset:
+                    if not mbox_store._still_at_path(path, descriptor):
+                        continue
+                    if stale_offset is not None and stale_offset >= 0:
+                        mbox_store._cut_partial_tail(descriptor, stale_offset)
+                    yield descriptor
+                    return
+            except StoreError as error:
+                if isinstance(error, ReaderError):
+                    raise
+                exit_code = error.exit_code
+                if isinstance(error.__cause__, PermissionError):
+                    # No right to make PATH.lock (a spool directory of group mail).
                     raise ReaderError(
-                        f"{path} is locked by another program (fcntl); the mailbox is "
-                        "unchanged, try again later",
-                        exit_code=ExitCode.TEMPFAIL,
-                    )
-                time.sleep(LOCK_POLL_SECONDS)
-        yield descriptor_or_none
-    finally:
-        if descriptor_or_none is not None:
-            os.close(descriptor_or_none)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dotlock)
+                        f"cannot lock {path}: no permission to create {path}.lock; "
+                        "the mailbox is unchanged",
+                        exit_code=ExitCode.CANTCREAT,
+                    ) from error
+                if exit_code is ExitCode.CANTCREAT or exit_code is ExitCode.TEMPFAIL:
+                    raise ReaderError(
+                        f"{error}; the mailbox is unchanged", exit_code=exit_code
+                    ) from error
+                raise ReaderError(str(error), exit_code=exit_code) from error
+        finally:
+            os.close(descriptor)
 
 
 def _read_descriptor(descriptor: int, path: str) -> bytes:
