@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mailhop.reader.folder import mailbox_lock
+from mailhop.store.mbox import append_to_mbox
 from tests.deliver.deliver_support import write_msmtprc
 from tests.deliver.scripted_server import ReferenceServer
 from tests.reader.reader_support import (
@@ -37,13 +36,10 @@ pexpect = pytest.importorskip("pexpect")
 PROMPT = "\\? "
 
 
-def deliver_while_open(mailbox: Path, data: bytes) -> None:
-    """Append ``data`` as a local delivery agent does: dotlock + fcntl, append, fsync."""
-    with mailbox_lock(str(mailbox)) as descriptor:
-        assert descriptor is not None
-        os.lseek(descriptor, 0, os.SEEK_END)
-        os.write(descriptor, data)
-        os.fsync(descriptor)
+def deliver_while_open(mailbox: Path, entry: bytes) -> None:
+    """Deliver as local delivery does: ``store.mbox`` appends under fcntl + dotlock."""
+    envelope, _, data = entry.partition(b"\n")
+    append_to_mbox(str(mailbox), [data.removesuffix(b"\n")], sender=envelope.split()[1].decode())
 
 
 @pytest.fixture
