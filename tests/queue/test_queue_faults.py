@@ -1,0 +1,202 @@
+"""Fault injection: concurrent runners, kill -9 at every named point, a full disk."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailhop.errors import ExitCode
+from mailhop.queue import Route, Spool
+from tests.queue.queue_support import (
+    environment,
+    listening,
+    make_message,
+    queue_files,
+    queue_run,
+    sendmail,
+    write_config,
+)
+
+RUNNERS = 8
+MESSAGES = 500
+# The whole concurrency test must finish well inside this (bounded load loop).
+CONCURRENCY_DEADLINE_SECONDS = 120
+
+
+def test_eight_runners_over_500_entries_send_each_message_exactly_once(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        spool = Spool(str(tmp_path / "queue"))
+        for index in range(MESSAGES):
+            spool.enqueue(
+                [make_message(f"m{index}").replace(b"\n", b"\r\n")],
+                sender="sender@example.test",
+                recipients=[("rcpt@example.test", Route.RELAY)],
+                account="default",
+                config_file=str(config),
+            )
+        env = environment(tmp_path)
+        runners = [
+            subprocess.Popen(
+                [sys.executable, "-m", "mailhop", "queue", "-C", str(config), "run"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(RUNNERS)
+        ]
+        for runner in runners:
+            _, errors = runner.communicate(timeout=CONCURRENCY_DEADLINE_SECONDS)
+            assert runner.returncode == 0, errors
+    counts = collections.Counter(collector.message_ids())
+    assert len(counts) == MESSAGES
+    assert set(counts.values()) == {1}, [k for k, v in counts.items() if v > 1][:5]
+    assert spool.ids() == []
+
+
+ENQUEUE_POINTS = [
+    "queue.enqueue.start",
+    "durable.before-fsync",
+    "durable.before-rename",
+    "durable.after-rename",
+    "queue.enqueue.after-message",
+    "queue.enqueue.committed",
+]
+# Points in delivery; "after-250" ones are inside the documented duplicate window.
+DELIVERY_POINTS = {
+    "queue.deliver.before-send": False,
+    "queue.deliver.after-250": True,
+    "queue.remove.after-record": False,  # the record is gone: the entry is done
+    "queue.deliver.after-remove": False,
+}
+
+
+@pytest.mark.parametrize("point", ENQUEUE_POINTS)
+def test_kill_during_enqueue_never_loses_an_acknowledged_message(
+    point: str, tmp_path: Path
+) -> None:
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        killed = sendmail(config, "r@example.test", message=make_message("k"), MAILHOP_FAULT=point)
+        assert killed.returncode == -signal.SIGKILL  # never exit 0 when killed
+        spool = Spool(str(tmp_path / "queue"))
+        # Complete or absent: a committed entry passes its checksum, nothing else counts.
+        for entry_id in spool.ids():
+            spool.open_message(spool.load(entry_id)).close()
+        assert queue_run(config, "--force").returncode == 0
+        assert spool.ids() == []
+        for message in collector.messages:  # never a partial message
+            assert message.content.endswith(b"line 2 of k\r\n")
+        committed = point == "queue.enqueue.committed"
+        assert len(collector.messages) == (1 if committed else 0)
+
+
+@pytest.mark.parametrize(("point", "may_duplicate"), DELIVERY_POINTS.items())
+def test_kill_during_delivery_resends_only_inside_the_window(
+    point: str, may_duplicate: bool, tmp_path: Path
+) -> None:
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        assert sendmail(config, "r@example.test", message=make_message("d")).returncode == 0
+        killed = queue_run(config, MAILHOP_FAULT=point)
+        assert killed.returncode == -signal.SIGKILL
+        assert queue_run(config, "--force").returncode == 0
+        assert Spool(str(tmp_path / "queue")).ids() == []
+    assert len(collector.messages) == (2 if may_duplicate else 1)
+    for message in collector.messages:
+        assert message.content.endswith(b"line 2 of d\r\n")
+
+
+# The randomized soak: this many kills at random moments, inside this much time.
+SOAK_KILLS = 30
+SOAK_DEADLINE_SECONDS = 60
+
+
+def test_randomized_kill_soak(tmp_path: Path) -> None:
+    rng = random.Random(4)  # reproducible
+    started = time.monotonic()
+    acknowledged: list[str] = []
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        env = environment(tmp_path)
+        for index in range(SOAK_KILLS):
+            assert time.monotonic() - started < SOAK_DEADLINE_SECONDS
+            token = f"soak{index}"
+            argv = [sys.executable, "-m", "mailhop"]
+            if index % 2:
+                command = [*argv, "sendmail", "-C", str(config), "-i", "r@example.test"]
+            else:
+                command = [*argv, "queue", "-C", str(config), "run", "--force"]
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if process.stdin is not None:
+                try:
+                    process.stdin.write(make_message(token))
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass
+            time.sleep(rng.uniform(0.0, 0.25))
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            if index % 2 and process.returncode == 0:
+                acknowledged.append(token)
+        assert queue_run(config, "--force").returncode == 0
+        assert queue_files(config) == [] or all(
+            name.endswith(".msg") for name in queue_files(config)
+        )  # at most orphans of killed enqueues (never acknowledged), cleaned after grace
+    subjects = [
+        line.split(b":", 1)[1].strip().decode()
+        for message in collector.messages
+        for line in message.content.split(b"\r\n")
+        if line.startswith(b"Subject:")
+    ]
+    for token in acknowledged:
+        assert token in subjects, f"{token} was acknowledged (exit 0) but never delivered"
+    for message in collector.messages:
+        assert message.content.endswith(b"\r\n") and b"line 2 of" in message.content
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs (root only), so "disk full" is the kernel's ENOSPC."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)],
+        check=True,
+        timeout=30,
+    )
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True, timeout=30)
+
+
+def test_full_disk_during_enqueue_is_exit_75_and_leaves_nothing(
+    tiny_filesystem: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, 25, f"queue_dir {tiny_filesystem}", queue="always")
+    big = make_message("big") + b"x" * 200_000 + b"\n"
+    full = sendmail(config, "r@example.test", message=big)
+    assert full.returncode == ExitCode.TEMPFAIL
+    assert b"No space left on device; free some space and try again" in full.stderr
+    assert sorted(p.name for p in (tiny_filesystem / "entries").iterdir()) == []
+    small = sendmail(config, "r@example.test", message=make_message("small"))
+    assert small.returncode == 0, small.stderr
+    assert len(Spool(str(tiny_filesystem)).ids()) == 1
