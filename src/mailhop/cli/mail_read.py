@@ -73,7 +73,7 @@ def parse_read_arguments(arguments: Sequence[str]) -> ReadOptions:
         elif option == "-f":
             fields["use_file"] = True
         elif option == "-u":
-            fields["user"] = value
+            fields["user"] = _checked_user(value)
         elif option == "-A":
             fields["account"] = value
         elif option == "-S":
@@ -126,7 +126,7 @@ def mailbox_path(options: ReadOptions) -> tuple[str, bool, str]:
             return name, False, _login_name()
         return os.environ.get("MBOX") or os.path.join(_home(), "mbox"), False, _login_name()
     if options.user is not None:
-        user = _checked_user(options.user)
+        user = options.user
         return os.path.join(SPOOL_DIRECTORY, user), True, user
     user = _login_name()
     return os.environ.get("MAIL") or os.path.join(SPOOL_DIRECTORY, user), True, user

@@ -1,0 +1,244 @@
+"""Folders: mboxrd and Maildir reading, POSIX quit rules, the locked atomic write-back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailhop.cli.mail_read import parse_read_arguments
+from mailhop.errors import ExitCode, UsageError
+from mailhop.reader.errors import ReaderError
+from mailhop.reader.folder import (
+    Folder,
+    FolderFormat,
+    Mark,
+    QuitRules,
+    Status,
+    mbox_entry,
+    split_mbox,
+)
+from tests.reader.reader_support import (
+    READER_TIMEOUT_SECONDS,
+    message,
+    reader_environment,
+    run_reader,
+    sample_mbox,
+    subjects,
+)
+
+LINE = st.sampled_from(
+    ["From evil@x Mon Jan  1 00:00:00 2024", ">From x", ">>From y", "plain", "", "From", " From "]
+)
+
+
+@given(st.lists(st.lists(LINE, max_size=6), min_size=1, max_size=4))
+def test_mboxrd_round_trip(bodies: list[list[str]]) -> None:
+    datas = [("Subject: m\n\n" + "".join(line + "\n" for line in body)).encode() for body in bodies]
+    content = b"".join(mbox_entry(b"From a@x Mon Jan  1 00:00:00 2024", d) for d in datas)
+    assert [m.data for m in split_mbox(content)] == datas
+
+
+def test_states_from_status_headers(tmp_path: Path) -> None:
+    path = tmp_path / "box"
+    path.write_bytes(
+        message(1, "a@x", "new", "b")
+        + message(2, "b@x", "old", "b", status="O")
+        + message(3, "c@x", "read", "b", status="RO")
+    )
+    folder = Folder.open(str(path))
+    assert [m.status for m in folder.messages] == [Status.NEW, Status.UNREAD, Status.READ]
+
+
+def _folder_with(tmp_path: Path, marks: list[Mark]) -> Folder:
+    path = tmp_path / "box"
+    path.write_bytes(b"".join(message(i + 1, "a@x", f"m{i + 1}", "b") for i in range(len(marks))))
+    folder = Folder.open(str(path))
+    folder.marks = list(marks)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("marks", "system", "hold", "keepsave", "expected"),
+    [
+        (Mark.NONE, True, False, False, "keep"),
+        (Mark.READ_NOW, True, False, False, "mbox"),
+        (Mark.READ_NOW, True, True, False, "keep"),
+        (Mark.READ_NOW, False, False, False, "keep"),
+        (Mark.SAVED, True, False, False, "remove"),
+        (Mark.SAVED, True, False, True, "mbox"),
+        (Mark.SAVED, True, True, True, "keep"),
+        (Mark.SAVED, False, False, False, "keep"),
+        (Mark.DELETED | Mark.READ_NOW, False, True, True, "remove"),
+        (Mark.PRESERVED | Mark.READ_NOW, True, False, False, "keep"),
+        (Mark.TO_MBOX, False, False, False, "mbox"),
+    ],
+)
+def test_quit_rules(  # noqa: PLR0917 - pytest passes parameters positionally
+    tmp_path: Path, marks: Mark, system: bool, hold: bool, keepsave: bool, expected: str
+) -> None:
+    folder = _folder_with(tmp_path, [marks])
+    rules = QuitRules(system_mailbox=system, hold=hold, keepsave=keepsave, mbox_path="")
+    assert folder.fate(0, rules) == expected
+
+
+def test_a_mailbox_rewritten_by_another_program_is_left_alone(tmp_path: Path) -> None:
+    folder = _folder_with(tmp_path, [Mark.DELETED, Mark.NONE])
+    path = Path(folder.path)
+    replaced = message(1, "other@x", "someone else's rewrite", "b")
+    path.write_bytes(replaced)
+    with pytest.raises(ReaderError, match="changed by another program") as raised:
+        folder.write_back(QuitRules(system_mailbox=False))
+    assert raised.value.exit_code == ExitCode.TEMPFAIL
+    assert path.read_bytes() == replaced
+
+
+def test_crash_between_mbox_and_inbox_duplicates_never_loses(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    inbox = home / "inbox"
+    inbox.write_bytes(sample_mbox())
+    before = inbox.read_bytes()
+    environment = reader_environment(home, inbox)
+    environment["MAILHOP_FAULT"] = "durable.after-rename"  # after ~/mbox is in place
+    result = subprocess.run(
+        [sys.executable, "-m", "mailhop", "mail", "-n"],
+        input=b"p 1\nq\n",
+        env=environment,
+        cwd=home,
+        capture_output=True,
+        timeout=READER_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode != 0  # killed at the crash point
+    assert subjects(home / "mbox") == ["First message"]
+    assert inbox.read_bytes() == before  # still there: a duplicate, not a loss
+    # The next session works: the stale lock of the dead reader is broken.
+    assert run_reader(home, inbox, "x\n").returncode == 0
+
+
+# -- -H, -e and the empty mailbox ---------------------------------------------------
+
+
+def test_summary_and_test_modes_never_modify_the_mailbox(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.write_bytes(sample_mbox())
+    os.utime(inbox, (1_000_000_000, 1_000_000_000))
+    before = inbox.read_bytes()
+    summary = run_reader(tmp_path, inbox, "", "-H")
+    assert summary.returncode == 0
+    lines = summary.stdout.decode().splitlines()
+    assert len(lines) == 3
+    assert "First message" in lines[0]
+    assert "^[]0;PWNED^G" in lines[1]
+    assert b"\x1b" not in summary.stdout
+    assert run_reader(tmp_path, inbox, "", "-e").returncode == 0
+    assert run_reader(tmp_path, inbox, "", "-e").stdout == b""
+    assert inbox.read_bytes() == before
+    assert inbox.stat().st_mtime == 1_000_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inbox"]
+
+
+def test_no_mail(tmp_path: Path) -> None:
+    missing = tmp_path / "none"
+    result = run_reader(tmp_path, missing, "")
+    assert result.returncode == 1
+    assert result.stderr == b"No mail for tester\n"
+    assert run_reader(tmp_path, missing, "", "-e").returncode == 1
+    assert not missing.exists()
+
+
+def test_dash_f_reads_a_named_file_and_keeps_read_mail_there(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.write_bytes(sample_mbox())
+    result = run_reader(tmp_path, tmp_path / "inbox", "p 1\nd 2\nq\n", "-f", str(folder))
+    assert result.returncode == 0, result.stderr
+    # Not the system mailbox: read mail stays, only the deleted one goes.
+    assert subjects(folder) == ["First message", "Third"]
+    assert not (tmp_path / "mbox").exists()
+
+
+def test_dash_f_without_a_file_reads_the_secondary_mailbox(tmp_path: Path) -> None:
+    (tmp_path / "mbox").write_bytes(sample_mbox())
+    result = run_reader(tmp_path, tmp_path / "inbox", "", "-f", "-H")
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message_text"),
+    [
+        (("bob",), "to read a file give -f FILE"),
+        (("-f", "a", "b"), "-f takes one mailbox file"),
+        (("-u", "../etc"), "not a user name"),
+        (("-f", "-u", "root"), "either -f FILE or -u USER"),
+    ],
+)
+def test_usage_errors(arguments: tuple[str, ...], message_text: str) -> None:
+    with pytest.raises(UsageError, match=message_text):
+        parse_read_arguments(list(arguments))
+
+
+# -- Maildir ------------------------------------------------------------------------
+
+
+def _file(entry: bytes) -> bytes:
+    """An mbox entry as a Maildir file: no From line, no separating empty line."""
+    return entry.partition(b"\n")[2].removesuffix(b"\n")
+
+
+def _maildir(root: Path) -> Path:
+    for part in ("tmp", "new", "cur"):
+        (root / part).mkdir(parents=True)
+    (root / "new" / "1000.A.host").write_bytes(_file(message(1, "a@x", "fresh", "one")))
+    (root / "cur" / "0900.B.host:2,").write_bytes(_file(message(2, "b@x", "seen before", "two")))
+    (root / "cur" / "0800.C.host:2,S").write_bytes(
+        _file(message(3, "c@x", "already read", "three"))
+    )
+    os.utime(root / "cur" / "0800.C.host:2,S", (800, 800))
+    os.utime(root / "cur" / "0900.B.host:2,", (900, 900))
+    return root
+
+
+def test_maildir_states_and_quit(tmp_path: Path) -> None:
+    maildir = _maildir(tmp_path / "Maildir")
+    folder = Folder.open(str(maildir))
+    assert folder.format is FolderFormat.MAILDIR
+    assert [(m.key, m.status) for m in folder.messages] == [
+        ("0800.C.host:2,S", Status.READ),
+        ("0900.B.host:2,", Status.UNREAD),
+        ("1000.A.host", Status.NEW),
+    ]
+    result = run_reader(tmp_path, maildir, "p 3\nd 1\nq\n")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(maildir / "new")) == []
+    # System mailbox: the message read now went to ~/mbox; the unread one stays unseen.
+    assert sorted(os.listdir(maildir / "cur")) == ["0900.B.host:2,"]
+    assert subjects(tmp_path / "mbox") == ["fresh"]
+
+
+def test_maildir_folder_keeps_read_mail_marked_seen(tmp_path: Path) -> None:
+    maildir = _maildir(tmp_path / "Maildir")
+    result = run_reader(tmp_path, tmp_path / "inbox", "p 3\nq\n", "-f", str(maildir))
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(maildir / "cur")) == [
+        "0800.C.host:2,S",
+        "0900.B.host:2,",
+        "1000.A.host:2,S",
+    ]
+
+
+def test_save_into_a_maildir(tmp_path: Path) -> None:
+    maildir = _maildir(tmp_path / "Maildir")
+    inbox = tmp_path / "inbox"
+    inbox.write_bytes(sample_mbox())
+    result = run_reader(tmp_path, inbox, f"s 3 {maildir}\nx\n")
+    assert result.returncode == 0, result.stderr
+    saved = [p for p in (maildir / "cur").iterdir() if p.name.endswith(".mailhop:2,S")]
+    assert len(saved) == 1
+    assert b"Subject: Third" in saved[0].read_bytes()
