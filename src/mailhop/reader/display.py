@@ -21,6 +21,7 @@ import email
 import email.message
 import email.policy
 import html.parser
+import re
 import unicodedata
 from collections.abc import Iterable
 
@@ -214,7 +215,9 @@ class _TextExtractor(html.parser.HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._hidden_depth:
-            self.parts.append(" ".join(data.split()) if data.strip() else " ")
+            # Runs of white space become one space; the space at either end stays, so
+            # "All <b>3</b> jobs" keeps its words apart.
+            self.parts.append(re.sub(r"\s+", " ", data))
 
 
 def html_to_text(markup: str) -> str:
