@@ -68,6 +68,15 @@ def parse(data: bytes) -> email.message.EmailMessage:
     return message
 
 
+def parse_headers(data: bytes) -> email.message.EmailMessage:
+    """Only the header section of ``data`` (summary lines must not parse every body)."""
+    end = min(
+        (found for found in (data.find(b"\n\n"), data.find(b"\r\n\r\n")) if found >= 0),
+        default=len(data),
+    )
+    return parse(data[: end + 1])
+
+
 def header_text(message: email.message.Message, name: str) -> str:
     """The decoded value of header ``name`` ('' if absent or undecodable), escaped."""
     value = message.get(name)

@@ -175,7 +175,8 @@ class Session:
             return [
                 i
                 for i, message in enumerate(messages)
-                if needle in display.header_text(display.parse(message.data), "subject").lower()
+                if needle
+                in display.header_text(display.parse_headers(message.data), "subject").lower()
             ]
         needle = selector.text.lower()
         from mailhop.reader.summary import sender_of  # noqa: PLC0415 - small, local use

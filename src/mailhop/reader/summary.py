@@ -15,7 +15,7 @@ from __future__ import annotations
 import email.utils
 import time
 
-from mailhop.reader.display import escape_for_terminal, header_text, parse
+from mailhop.reader.display import escape_for_terminal, header_text, parse_headers
 from mailhop.reader.folder import Mark, Status, StoredMessage
 
 # Terminal width when the terminal does not say (POSIX COLUMNS default).
@@ -43,7 +43,7 @@ def state_letter(message: StoredMessage, marks: Mark) -> str:
 
 
 def sender_of(message: StoredMessage) -> str:
-    parsed = parse(message.data)
+    parsed = parse_headers(message.data)
     value = parsed.get("from")
     if value is not None:
         try:
@@ -66,7 +66,7 @@ def date_of(message: StoredMessage) -> str:
         candidate = " ".join(words[2:6])
         if len(candidate) >= 16:
             return escape_for_terminal(candidate[:16])
-    value = parse(message.data).get("date")
+    value = parse_headers(message.data).get("date")
     timestamp: float | None = None
     if value is not None:
         try:
@@ -91,7 +91,7 @@ def summary_line(
 ) -> str:
     """One header summary line, at most ``columns`` characters wide."""
     width = max(columns, MIN_COLUMNS) - 1  # the last column would make some terminals wrap
-    subject = header_text(parse(message.data), "subject")
+    subject = header_text(parse_headers(message.data), "subject")
     sender = sender_of(message)
     if len(sender) > SENDER_WIDTH:
         sender = sender[: SENDER_WIDTH - 1] + "~"
@@ -99,7 +99,7 @@ def summary_line(
     stored = message.raw or message.data
     lines, size = stored.count(b"\n"), len(stored)
     line = (
-        f"{'>' if current else ' '}{state_letter(message, marks)}{number:>4} "
+        f"{'>' if current else ' '}{state_letter(message, marks)} {number:>3} "
         f"{sender:<{SENDER_WIDTH}} {date_of(message):<16} "
         f"{lines:>5}/{size:<7} {subject}"
     )
