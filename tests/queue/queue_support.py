@@ -122,11 +122,34 @@ class Collector:
         return ids
 
 
+class _Dispatcher:
+    def __init__(self) -> None:
+        self.current: Collector | None = None
+
+    def __call__(self, message: ReceivedMessage) -> None:
+        if self.current is not None:
+            self.current(message)
+
+
+_DISPATCHER = _Dispatcher()
+_SHARED: list[Listener] = []
+
+
 @contextmanager
-def listening(port: int = 0) -> Iterator[tuple[Listener, Collector]]:
+def listening() -> Iterator[tuple[Listener, Collector]]:
+    """Our loopback listener with a fresh collector.
+
+    One listener serves the whole session: stopping one waits for its accept
+    thread (seconds), which would dominate these tests.
+    """
+    if not _SHARED:
+        _SHARED.append(Listener(_DISPATCHER).start())
     collector = Collector()
-    with Listener(collector, port=port) as listener:
-        yield listener, collector
+    _DISPATCHER.current = collector
+    try:
+        yield _SHARED[0], collector
+    finally:
+        _DISPATCHER.current = None
 
 
 def queue_files(config: Path) -> list[str]:
