@@ -221,7 +221,7 @@ def parse_command(line: str) -> ParsedCommand:
     name, rest = _split_name(text)
     spec = SPELLINGS.get(name)
     if spec is None:
-        if name[0].isdigit() or name[0] in ".$^*:/":
+        if is_number(name[0]) or name[0] in ".$^*:/":
             # A bare message list: print those messages (POSIX).
             return ParsedCommand(command=Command.PRINT, selectors=parse_message_list(text))
         raise CommandError(f'Unknown command: "{name}"; type ? for the list')
@@ -271,10 +271,10 @@ def parse_message_list(text: str) -> tuple[Selector, ...]:
 
 
 def _selector(word: str) -> Selector:
-    if word.isdigit():
+    if is_number(word):
         return Number(value=_message_number(word))
     first, dash, last = word.partition("-")
-    if dash and first.isdigit() and last.isdigit():
+    if dash and is_number(first) and is_number(last):
         low, high = _message_number(first), _message_number(last)
         if high < low:
             raise CommandError(f"bad range {word}: {high} is before {low}")
@@ -292,6 +292,11 @@ def _selector(word: str) -> Selector:
             raise CommandError("/ needs a text to search the subjects for")
         return SubjectSearch(text=word[1:])
     return AddressSearch(text=word)
+
+
+def is_number(word: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²", which int() refuses."""
+    return word.isascii() and word.isdigit()
 
 
 def _message_number(word: str) -> int:

@@ -39,6 +39,7 @@ from mailhop.reader.commands import (
     State,
     StateFilter,
     SubjectSearch,
+    is_number,
     parse_command,
 )
 from mailhop.reader.errors import CommandError, ReaderError
@@ -514,12 +515,12 @@ class Session:
         words = parsed.argument.split()
         if len(words) == 2:
             index, number, target = self.current, words[0], words[1]
-        elif len(words) == 3 and words[0].isdigit():
+        elif len(words) == 3 and is_number(words[0]):
             index, number, target = self._count(int(words[0])), words[1], words[2]
         else:
             raise CommandError("usage: saveattachment [MESSAGE] NUMBER FILE")
         found = display.attachments_of(display.parse(self.folder.messages[index].data))
-        if not number.isdigit() or not 1 <= int(number) <= len(found):
+        if not is_number(number) or not 1 <= int(number) <= len(found):
             raise CommandError(f"message {index + 1} has no attachment {number}; see 'attachments'")
         attachment, part = found[int(number) - 1]
         path = self._path(target)
