@@ -1,0 +1,189 @@
+"""Flushing 1000 queued messages: mailhop's runner vs msmtp per message vs smtp-source.
+
+All three drive the same server in one run: Postfix's ``smtp-sink`` on a loopback
+port (it accepts and discards, so the server is never the bottleneck). Printed:
+messages per second of each, and mailhop's ratios. Aims (issue #4): at least 10x
+msmtp (one process and one connection per message, as cron + msmtp do) and at
+least 0.5x ``smtp-source`` (Postfix's C load generator, the practical ceiling).
+Also: the time of one enqueue (``queue always``) vs one msmtp direct send.
+
+Usage::
+
+    .venv/bin/python bench/queue.py [--messages 1000] [--msmtp-messages 100]
+
+msmtp is slow enough that it is timed on ``--msmtp-messages`` and scaled; the
+rate is per message either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Postfix keeps its test tools out of PATH on Debian.
+SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+# smtp-source parallel sessions: the same number of connections mailhop may open.
+PARALLEL_SESSIONS = 4
+BODY_OCTETS = 1024
+# Bounds on each measured command.
+COMMAND_TIMEOUT_SECONDS = 600
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def message(index: int) -> bytes:
+    return (
+        (
+            f"From: bench@example.test\nTo: sink@example.test\nSubject: bench {index}\n"
+            f"Message-ID: <bench{index}@example.test>\n\n"
+        ).encode()
+        + b"x" * (BODY_OCTETS - 1)
+        + b"\n"
+    )
+
+
+def write_config(directory: Path, port: int, queue: str) -> Path:
+    path = directory / f"msmtprc-{queue}"
+    path.write_text(
+        "account default\nhost 127.0.0.1\n"
+        f"port {port}\ntls off\nfrom bench@example.test\n"
+        f"queue {queue}\nqueue_dir {directory / 'queue'}\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--msmtp-messages", type=int, default=100)
+    options = parser.parse_args()
+    count = options.messages
+    port = free_port()
+    sink_argv = [SMTP_SINK, "-c", f"127.0.0.1:{port}", "256"]
+    if os.geteuid() == 0:
+        sink_argv[1:1] = ["-u", "nobody"]
+    sink = subprocess.Popen(sink_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        with tempfile.TemporaryDirectory() as temporary:
+            directory = Path(temporary)
+            env = {**os.environ, "HOME": temporary, "MAILHOP_QUEUE_NO_KICK": "1"}
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+            from mailhop.queue import Route, Spool
+
+            always = write_config(directory, port, "always")
+            spool = Spool(str(directory / "queue"))
+            for index in range(count):
+                spool.enqueue(
+                    [message(index).replace(b"\n", b"\r\n")],
+                    sender="bench@example.test",
+                    recipients=[("sink@example.test", Route.RELAY)],
+                    account="default",
+                    config_file=str(always),
+                )
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "mailhop", "queue", "-C", str(always), "run"],
+                env=env,
+                check=True,
+                timeout=COMMAND_TIMEOUT_SECONDS,
+            )
+            mailhop_seconds = time.perf_counter() - started
+            left = len(spool.ids())
+
+            # Enqueue cost per call (queue always), the caller's view.
+            enqueue_runs = 20
+            started = time.perf_counter()
+            for index in range(enqueue_runs):
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mailhop",
+                        "sendmail",
+                        "-C",
+                        str(always),
+                        "-i",
+                        "sink@example.test",
+                    ],
+                    input=message(index),
+                    env=env,
+                    check=True,
+                    timeout=COMMAND_TIMEOUT_SECONDS,
+                )
+            enqueue_seconds = (time.perf_counter() - started) / enqueue_runs
+
+            msmtp_config = directory / "msmtprc-plain"
+            msmtp_config.write_text(
+                f"account default\nhost 127.0.0.1\nport {port}\ntls off\nfrom bench@example.test\n"
+            )
+            msmtp_config.chmod(0o600)
+            msmtp_count = min(count, options.msmtp_messages)
+            started = time.perf_counter()
+            for index in range(msmtp_count):
+                subprocess.run(
+                    ["msmtp", "-C", str(msmtp_config), "sink@example.test"],
+                    input=message(index),
+                    check=True,
+                    timeout=COMMAND_TIMEOUT_SECONDS,
+                )
+            msmtp_seconds = (time.perf_counter() - started) / msmtp_count * count
+
+            started = time.perf_counter()
+            subprocess.run(
+                [
+                    SMTP_SOURCE,
+                    "-d",
+                    "-s",
+                    str(PARALLEL_SESSIONS),
+                    "-m",
+                    str(count),
+                    "-l",
+                    str(BODY_OCTETS),
+                    "-f",
+                    "bench@example.test",
+                    "-t",
+                    "sink@example.test",
+                    f"127.0.0.1:{port}",
+                ],
+                check=True,
+                timeout=COMMAND_TIMEOUT_SECONDS,
+            )
+            source_seconds = time.perf_counter() - started
+    finally:
+        sink.terminate()
+        sink.wait(timeout=30)
+
+    def rate(seconds: float) -> float:
+        return count / seconds
+
+    print(f"messages: {count} of {BODY_OCTETS} octets, smtp-sink on 127.0.0.1:{port}")
+    print(f"mailhop queue run : {rate(mailhop_seconds):9.0f} msg/s ({left} left in the queue)")
+    print(f"msmtp per message : {rate(msmtp_seconds):9.0f} msg/s (timed on {msmtp_count})")
+    print(f"smtp-source -s {PARALLEL_SESSIONS}  : {rate(source_seconds):9.0f} msg/s")
+    print(f"mailhop / msmtp       = {msmtp_seconds / mailhop_seconds:6.1f}x  (aim >= 10)")
+    print(f"mailhop / smtp-source = {source_seconds / mailhop_seconds:6.2f}x  (aim >= 0.5)")
+    per_msmtp = msmtp_seconds / count
+    print(
+        f"enqueue per call {enqueue_seconds * 1000:.0f} ms vs msmtp send {per_msmtp * 1000:.0f} ms"
+        f" = {enqueue_seconds / per_msmtp:.2f}x  (aim <= 1.5)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
