@@ -52,7 +52,6 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 10.0
 # mailbox a person reads with mail(1), and the bound keeps the listing loop finite.
 MAX_MAILDIR_ENTRIES = 1_000_000
 
-_FROM_LINE = re.compile(rb"^From ")
 _QUOTED_FROM = re.compile(rb"^>+From ")
 _STATUS_HEADER = re.compile(rb"^status:", re.IGNORECASE)
 # maildir(5): "unique:2,FLAGS"; the flags are ASCII letters in order.
@@ -145,17 +144,6 @@ def unquote_mboxrd(body: bytes) -> bytes:
     return b"\n".join(line[1:] if _QUOTED_FROM.match(line) else line for line in lines)
 
 
-def quote_mboxrd(body: bytes) -> bytes:
-    """Add one ``>`` to every ``From `` or ``>From `` line (mboxrd)."""
-    if b"From " not in body:
-        return body
-    lines = body.split(b"\n")
-    return b"\n".join(
-        b">" + line if _FROM_LINE.match(line) or _QUOTED_FROM.match(line) else line
-        for line in lines
-    )
-
-
 def split_mbox(content: bytes, *, first_key: int = 0) -> list[StoredMessage]:
     """The messages of mbox ``content``; text before the first ``From `` line is ignored."""
     starts: list[int] = []
@@ -233,23 +221,26 @@ def with_status_value(data: bytes, value: bytes) -> bytes:
 
 
 def mbox_entry(envelope_line: bytes, data: bytes) -> bytes:
-    """One message as it is written into an mbox: From line, quoted data, empty line."""
-    body = quote_mboxrd(data)
-    if not body.endswith(b"\n"):
-        body += b"\n"
-    return envelope_line + b"\n" + body + b"\n"
+    """One message as it is written into an mbox: From line, mboxrd-quoted data, empty line.
+
+    The quoting is local delivery's (``store.mbox.mboxrd_chunks``), so a message the
+    reader writes back reads the same as one delivered.
+    """
+    from mailhop.store.mbox import mboxrd_chunks  # noqa: PLC0415 - read mode only
+
+    return envelope_line + b"\n" + b"".join(mboxrd_chunks([data]))
 
 
 def envelope_line_for(data: bytes, when: float | None = None) -> bytes:
     """A ``From sender date`` line for a message that has none (from a Maildir)."""
-    sender = b"MAILER-DAEMON"
+    from mailhop.store.mbox import from_line  # noqa: PLC0415 - read mode only
+
+    sender = ""
     for line in header_block(data).split(b"\n"):
         if line.lower().startswith(b"return-path:"):
-            candidate = line.split(b":", 1)[1].strip().strip(b"<>")
-            if candidate and b" " not in candidate:
-                sender = candidate
+            sender = line.split(b":", 1)[1].strip().strip(b"<>").decode("utf-8", "replace")
             break
-    return b"From " + sender + b" " + time.asctime(time.gmtime(when)).encode("ascii")
+    return from_line(sender, when).rstrip(b"\n")
 
 
 # -- locking --------------------------------------------------------------------------
@@ -347,11 +338,12 @@ def _read_file(path: str) -> bytes:
         os.close(descriptor)
 
 
-def append_to_mbox(path: str, entries: Sequence[tuple[bytes, bytes]]) -> None:
+def append_messages(path: str, entries: Sequence[tuple[bytes, bytes]]) -> None:
     """Append messages (``(envelope_line, data)``) to the mbox or Maildir at ``path``.
 
-    TODO(issue #5): use ``mailhop.store.mbox``'s appender when it lands; until then the
-    file is rewritten whole through ``write_atomically`` under the lock.
+    Not ``store.mbox.append_to_mbox``: that one writes a new From line stamped now, while
+    ``save`` and the move to ``~/mbox`` keep each message's own From line, as bsd-mailx
+    does. The file is rewritten whole through ``write_atomically`` under the same lock.
     """
     if not entries:
         return
@@ -514,7 +506,7 @@ class Folder:
         fates = [self.fate(index, rules) for index in range(len(self.messages))]
         to_mbox = [index for index, fate in enumerate(fates) if fate == "mbox"]
         if to_mbox:
-            append_to_mbox(
+            append_messages(
                 rules.mbox_path,
                 [
                     (

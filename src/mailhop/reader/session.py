@@ -49,7 +49,7 @@ from mailhop.reader.folder import (
     QuitReport,
     QuitRules,
     Status,
-    append_to_mbox,
+    append_messages,
     envelope_line_for,
     with_status_value,
 )
@@ -491,7 +491,7 @@ class Session:
             _append_plain(path, b"".join(bodies))
             size = sum(len(body) for body in bodies)
         else:
-            append_to_mbox(
+            append_messages(
                 path,
                 [
                     (
