@@ -560,7 +560,9 @@ def test_exit_codes_of_the_process(
     expected: ExitCode,
 ) -> None:
     server = scripted(servers, script)
-    config = write_msmtprc(tmp_path, server.port, "tls off")
+    # msmtp's contract (queue off): the exit code tells the result; the default
+    # (queue fallback) would keep a 4xx message and exit 0 (issue #4).
+    config = write_msmtprc(tmp_path, server.port, "tls off", "queue off")
     result = run_sendmail(config, "rcpt@example.test")
     assert result.returncode == expected, stderr_of(result)
     assert "could not send mail" in stderr_of(result)

@@ -98,6 +98,8 @@ def write_msmtprc(directory: Path, port: int, *lines: str, ca_file: Path | None 
         "tls on",
         "tls_starttls on",
         *([f"tls_trust_file {ca_file}"] if ca_file else []),
+        # A 4xx is queued by default (issue #4): keep it in the test's directory.
+        f"queue_dir {directory / 'queue'}",
         *lines,
     ]
     path.write_text("account default\n" + "".join(f"{line}\n" for line in settings))

@@ -35,6 +35,10 @@ def write_account(path: Path, lab: Lab, *, port: int, starttls: bool, **extra: s
         "user": alice.login,
         "password": alice.password,
         "from": alice.address,
+        # These tests check msmtp's contract (exit code = result), so no queueing;
+        # the queue's own acceptance tests are in tests/queue (issue #4).
+        "queue": "off",
+        "queue_dir": str(path.parent / "queue"),
         **extra,
     }
     path.write_text(
