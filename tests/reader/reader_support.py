@@ -74,7 +74,7 @@ def reader_environment(home: Path, mailbox: Path) -> dict[str, str]:
 
 
 def run_reader(
-    home: Path, mailbox: Path, commands: str, *arguments: str
+    home: Path, mailbox: Path, commands: str, *arguments: str, **environment: str
 ) -> subprocess.CompletedProcess[bytes]:
     """``mail -n ARGUMENTS`` with ``commands`` on standard input (not a terminal)."""
     return subprocess.run(
@@ -82,7 +82,7 @@ def run_reader(
         input=commands.encode("utf-8"),
         capture_output=True,
         timeout=READER_TIMEOUT_SECONDS,
-        env=reader_environment(home, mailbox),
+        env={**reader_environment(home, mailbox), **environment},
         cwd=home,
         check=False,
     )

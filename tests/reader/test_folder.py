@@ -242,3 +242,33 @@ def test_save_into_a_maildir(tmp_path: Path) -> None:
     saved = [p for p in (maildir / "cur").iterdir() if p.name.endswith(".mailhop:2,S")]
     assert len(saved) == 1
     assert b"Subject: Third" in saved[0].read_bytes()
+
+
+@pytest.mark.parametrize("columns", [40, 60, 132])
+def test_summary_lines_fit_the_terminal(tmp_path: Path, columns: int) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.write_bytes(
+        sample_mbox() + message(4, "a-very-long-sender-name@example.test", "word " * 40, "b")
+    )
+    result = run_reader(tmp_path, inbox, "", "-H", COLUMNS=str(columns))
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 4
+    assert all(len(line) < columns for line in lines)
+    assert "a-very-long-sender-~" in lines[3]
+
+
+def test_dash_capital_n_skips_the_summary(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.write_bytes(sample_mbox())
+    output = run_reader(tmp_path, inbox, "x\n", "-N").stdout.decode()
+    assert output.splitlines() == [f'"{inbox}": 3 messages 3 new']
+
+
+def test_new_maildir_mail_is_noticed(tmp_path: Path) -> None:
+    maildir = _maildir(tmp_path / "Maildir")
+    folder = Folder.open(str(maildir))
+    assert folder.check_new_mail() == 0
+    (maildir / "new" / "1100.D.host").write_bytes(_file(message(4, "d@x", "later", "four")))
+    assert folder.check_new_mail() == 1
+    assert folder.messages[-1].key == "1100.D.host"
+    assert len(folder.marks) == 4

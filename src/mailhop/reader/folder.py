@@ -436,13 +436,8 @@ class Folder:
     def check_new_mail(self) -> int:
         """Load mail that arrived since the folder was opened; return how many."""
         if self.format is FolderFormat.MAILDIR:
-            known = {message.key for message in self.messages}
-            known_unique = {_unique_part(key) for key in known}
-            added = [
-                message
-                for message in _list_maildir(self.path)
-                if _unique_part(message.key) not in known_unique
-            ]
+            known = {_unique_part(message.key) for message in self.messages}
+            added = _list_maildir(self.path, known=known)
         else:
             try:
                 size = os.stat(self.path).st_size
@@ -607,7 +602,10 @@ def _maildir_flags(name: str) -> str:
     return flags if separator else ""
 
 
-def _list_maildir(path: str) -> list[StoredMessage]:
+def _list_maildir(
+    path: str, *, known: frozenset[str] | set[str] = frozenset()
+) -> list[StoredMessage]:
+    """The messages of Maildir ``path``, oldest first, except those in ``known``."""
     entries: list[tuple[float, str, str]] = []
     for subdirectory in ("new", "cur"):
         directory = os.path.join(path, subdirectory)
@@ -615,7 +613,9 @@ def _list_maildir(path: str) -> list[StoredMessage]:
             for count, entry in enumerate(scanner):
                 if count >= MAX_MAILDIR_ENTRIES:
                     break
-                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                if entry.name.startswith(".") or _unique_part(entry.name) in known:
+                    continue
+                if not entry.is_file(follow_symlinks=False):
                     continue
                 entries.append(
                     (entry.stat(follow_symlinks=False).st_mtime, subdirectory, entry.name)
