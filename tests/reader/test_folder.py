@@ -272,3 +272,17 @@ def test_new_maildir_mail_is_noticed(tmp_path: Path) -> None:
     assert folder.check_new_mail() == 1
     assert folder.messages[-1].key == "1100.D.host"
     assert len(folder.marks) == 4
+
+
+def test_quit_as_root_keeps_the_owner_and_mode_of_a_users_mailbox(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can read another user's mailbox")
+    inbox = tmp_path / "inbox"
+    inbox.write_bytes(sample_mbox())
+    os.chown(inbox, 65534, 65534)
+    inbox.chmod(0o660)
+    result = run_reader(tmp_path, inbox, "d 1\nq\n")
+    assert result.returncode == 0, result.stderr
+    status = inbox.stat()
+    assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (65534, 65534, 0o660)
+    assert len(subjects(inbox)) == 2

@@ -358,16 +358,32 @@ def append_messages(path: str, entries: Sequence[tuple[bytes, bytes]]) -> None:
         return
     with mailbox_lock(path) as descriptor:
         existing = b"" if descriptor is None else _read_descriptor(descriptor, path)
-        mode = (
-            PRIVATE_FILE_MODE if descriptor is None else stat.S_IMODE(os.fstat(descriptor).st_mode)
-        )
         if existing and not existing.endswith(b"\n\n"):
             existing += b"\n" if existing.endswith(b"\n") else b"\n\n"
         new = b"".join(mbox_entry(envelope, data) for envelope, data in entries)
-        try:
-            write_atomically(path, [existing, new], mode=mode)
-        except StoreError as error:
-            raise ReaderError(str(error), exit_code=error.exit_code) from error
+        _replace_locked(path, descriptor, [existing, new])
+
+
+def _replace_locked(path: str, descriptor: int | None, chunks: Sequence[bytes]) -> None:
+    """Replace the locked mailbox ``path`` with ``chunks``, keeping its mode and owner.
+
+    The owner matters when root reads another user's mailbox (``-u USER``): a mailbox
+    owned by root would be refused by local delivery (store.mbox checks the owner). The
+    chown happens while we still hold the lock, so no delivery sees the moment between.
+    """
+    status = None if descriptor is None else os.fstat(descriptor)
+    mode = PRIVATE_FILE_MODE if status is None else stat.S_IMODE(status.st_mode)
+    try:
+        write_atomically(path, chunks, mode=mode)
+        if status is not None and os.geteuid() == 0:
+            os.chown(path, status.st_uid, status.st_gid, follow_symlinks=False)
+            os.chmod(path, mode)  # chown may clear set-id bits
+    except StoreError as error:
+        raise ReaderError(str(error), exit_code=error.exit_code) from error
+    except OSError as error:
+        raise ReaderError(
+            f"cannot give {path} back to its owner: {error.strerror}", exit_code=ExitCode.IOERR
+        ) from error
 
 
 def _add_to_maildir(path: str, messages: Iterable[bytes]) -> None:
@@ -542,11 +558,6 @@ class Folder:
                     "left as it is (your deletions and saves in it are not applied)",
                     exit_code=ExitCode.TEMPFAIL,
                 )
-            mode = (
-                PRIVATE_FILE_MODE
-                if descriptor is None
-                else stat.S_IMODE(os.fstat(descriptor).st_mode)
-            )
             chunks: list[bytes] = []
             for index, fate in enumerate(fates):
                 if fate != "keep":
@@ -561,10 +572,7 @@ class Folder:
                     )
             # Mail delivered while the reader was open: kept byte for byte, untouched.
             chunks.append(appended)
-            try:
-                write_atomically(self.path, chunks, mode=mode)
-            except StoreError as error:
-                raise ReaderError(str(error), exit_code=error.exit_code) from error
+            _replace_locked(self.path, descriptor, chunks)
 
     def _write_back_maildir(self, fates: list[str]) -> None:
         touched: set[str] = set()
