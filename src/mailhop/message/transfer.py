@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import enum
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from mailhop.message.body import BodyScan, Spool
@@ -100,6 +100,27 @@ class Transfer:
             f"Transfer(form={self.form.value}, size={self.size},"
             f" body_8bitmime={self.body_8bitmime}, smtputf8={self.smtputf8})"
         )
+
+
+def _lf_line_endings(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """CRLF, bare CR and bare LF each become one LF, across chunk boundaries.
+
+    The same rule the SMTP encoder applies on the wire (RFC 5321 §2.3.8): a message
+    must have the same lines whether it is sent as read or re-encoded. The email
+    parser left to itself splits ``CR CR LF`` differently when a chunk ends in CR.
+    """
+    pending_cr = False
+    for chunk in chunks:
+        if not chunk:
+            continue
+        data = b"\r" + chunk if pending_cr else chunk
+        # A CR at the end may be the first half of a CRLF split across chunks.
+        pending_cr = data.endswith(b"\r")
+        if pending_cr:
+            data = data[:-1]
+        yield data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if pending_cr:
+        yield b"\n"
 
 
 def _scan_bytes(data: bytes) -> BodyScan:
@@ -196,7 +217,7 @@ def reencode(
 
     policy = _reencoding_policy(keep_utf8_headers)
     parser = BytesFeedParser(policy=policy)
-    for chunk in message.chunks():
+    for chunk in _lf_line_endings(message.chunks()):
         parser.feed(chunk)
     root = parser.close()
     _reencode_entity(root, is_root=True)
