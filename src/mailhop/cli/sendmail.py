@@ -246,7 +246,6 @@ def _deliver(
 ) -> int:
     from mailhop.deliver.log import DeliveryRecord  # noqa: PLC0415
     from mailhop.deliver.relay import relay  # noqa: PLC0415
-    from mailhop.deliver.smtp import reply_lines  # noqa: PLC0415
 
     def show(line: str) -> None:
         sys.stderr.write(f"{line}\n")
@@ -290,6 +289,9 @@ def _deliver(
         elif options.verbose:
             show(f"queued as {outcome.queue_id}")
         return ExitCode.OK
+    # Sent now: the SMTP stack is loaded already; a queued message never pays for it.
+    from mailhop.deliver.smtp import reply_lines  # noqa: PLC0415
+
     reply = receipt.acceptance.reply
     _log(
         account,

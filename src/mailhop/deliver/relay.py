@@ -13,12 +13,15 @@ Message-ID and Date it will keep through every retry.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from mailhop.config import Account, QueueMode
-from mailhop.deliver.smtp import Transcript
 from mailhop.deliver.submit import Receipt, header_settings, submit
 from mailhop.errors import ExitCode, MailhopError
 from mailhop.message import Address, Message, Recipients, rewrite_headers
+
+if TYPE_CHECKING:
+    from mailhop.deliver.smtp import Transcript
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -100,7 +103,7 @@ def _enqueue(  # noqa: PLR0917 - a private helper of relay(), called twice
     failure: MailhopError | None,
 ) -> RelayOutcome:
     from mailhop.queue import Route, enqueue, queue_directory  # noqa: PLC0415
-    from mailhop.queue.runner import kick  # noqa: PLC0415
+    from mailhop.queue.kick import kick  # noqa: PLC0415
 
     directory = queue_directory(account, queue_dir)
     host_given = any(name == "host" and value for name, value in settings)
@@ -128,7 +131,7 @@ def _kick_if_waiting(account: Account, config_file: str | None, queue_dir: str |
     import os  # noqa: PLC0415
 
     from mailhop.queue import queue_directory  # noqa: PLC0415
-    from mailhop.queue.runner import kick  # noqa: PLC0415
+    from mailhop.queue.kick import kick  # noqa: PLC0415
 
     directory = queue_directory(account, queue_dir)
     try:

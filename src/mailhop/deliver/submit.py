@@ -10,10 +10,10 @@ sender and recipients, it rewrites the headers as the account says, opens an
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from mailhop.config import Account, HeaderPolicy
 from mailhop.config import ToHeader as ConfigToHeader
-from mailhop.deliver.smtp import Acceptance, Envelope, Outgoing, SmtpSession, Transcript
 from mailhop.message import (
     Address,
     FromHeader,
@@ -26,6 +26,11 @@ from mailhop.message import (
     prepare_transfer,
     rewrite_headers,
 )
+
+if TYPE_CHECKING:
+    # The SMTP stack (ssl, the protocol core) is imported only when a message is
+    # really sent now: "queue always" enqueues without paying for it.
+    from mailhop.deliver.smtp import Acceptance, Transcript
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -88,6 +93,8 @@ def submit(
         host=account.host,
     )
     message_id = headers.get("Message-ID")
+    from mailhop.deliver.smtp import Envelope, Outgoing, SmtpSession  # noqa: PLC0415
+
     envelope = Envelope(
         sender=sender.addr_spec,
         recipients=tuple(address.addr_spec for address in recipients.addresses),

@@ -7,7 +7,7 @@ Public API::
             settings=(), message_id=None) -> Entry
     Spool(root)                     the spool itself (spool.py)
     run(spool, ...) -> RunReport    deliver what is due (runner.py)
-    kick(queue_dir, config_file=)   start a detached runner, never blocking
+    kick(queue_dir, config_file=)   start a detached runner, never blocking (kick.py)
 
 ``enqueue`` is what other delivery code (local delivery, issue #5) calls to keep a
 message it could not deliver now: ``recipients`` are ``(address, Route)`` pairs, so
