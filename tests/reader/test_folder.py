@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,57 @@ def test_quit_as_root_keeps_the_owner_and_mode_of_a_users_mailbox(tmp_path: Path
     status = inbox.stat()
     assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (65534, 65534, 0o660)
     assert len(subjects(inbox)) == 2
+
+
+# -- concurrency: deliveries while the reader rewrites (security.md F2) --------------
+
+CONCURRENT_DELIVERIES = 30
+# The deliveries and rewrites below take about a second; a minute means something hangs.
+CONCURRENCY_DEADLINE_SECONDS = 60.0
+
+
+def test_deliveries_while_the_reader_rewrites_lose_nothing(tmp_path: Path) -> None:
+    from tests.local.mbox_worker import message_bytes
+
+    path = tmp_path / "mbox"
+    path.write_bytes(message(1, "seed@x", "seed", "seed body"))
+    environment = {key: value for key, value in os.environ.items() if key != "MAILHOP_FAULT"}
+    tokens = [f"token{index:02d}" for index in range(CONCURRENT_DELIVERIES)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.local.mbox_worker", str(path), token, "40"],
+            cwd=Path(__file__).resolve().parents[2],
+            env=environment,
+        )
+        for token in tokens
+    ]
+    rewrites = 0
+    deadline = time.monotonic() + CONCURRENCY_DEADLINE_SECONDS
+    try:
+        while any(worker.poll() is None for worker in workers) and time.monotonic() < deadline:
+            folder = Folder.open(str(path))
+            # Read everything (a Status change on every new message) and quit: the
+            # whole file is rewritten each time, while deliveries keep appending.
+            folder.marks = [Mark.READ_NOW for _ in folder.marks]
+            folder.write_back(QuitRules(system_mailbox=False))
+            rewrites += 1
+    finally:
+        codes = [worker.wait(timeout=CONCURRENCY_DEADLINE_SECONDS) for worker in workers]
+    assert codes == [0] * CONCURRENT_DELIVERIES
+    assert rewrites > 1  # the reader really raced the deliveries
+    messages = split_mbox(path.read_bytes())
+    found = sorted(
+        line.split(b": ", 1)[1].decode()
+        for stored in messages
+        for line in stored.data.split(b"\n")
+        if line.startswith(b"X-Token: ")
+    )
+    assert found == sorted(tokens)
+    by_token = {
+        stored.data.split(b"X-Token: ", 1)[1].split(b"\n", 1)[0].decode(): stored.data
+        for stored in messages
+        if b"X-Token: " in stored.data
+    }
+    for token in tokens:
+        body = by_token[token].split(b"\n\n", 1)[1]
+        assert body == message_bytes(token, 40).split(b"\n\n", 1)[1]  # whole, unquoted
