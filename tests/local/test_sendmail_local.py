@@ -25,6 +25,7 @@ def _sendmail(
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
+        "MAILHOP_QUEUE_NO_KICK": "1",
         **(extra_env or {}),
     }
     return subprocess.run(
@@ -53,7 +54,10 @@ def _config(tmp_path: Path, aliases: str, extra: str = "") -> Path:
     alias_file.write_text(aliases)
     alias_file.chmod(0o644)
     config = tmp_path / "config"
-    config.write_text(f"system_aliases {alias_file}\nmail_spool {spool}\n{extra}")
+    # queue_dir: what cannot be delivered now stays in the test's own queue.
+    config.write_text(
+        f"system_aliases {alias_file}\nmail_spool {spool}\nqueue_dir {tmp_path / 'queue'}\n{extra}"
+    )
     config.chmod(0o600)
     return config
 
@@ -92,8 +96,25 @@ def test_unknown_local_user_is_exit_67(tmp_path: Path) -> None:
     assert b"no such local user" in result.stderr
 
 
-def test_remote_recipient_without_an_account_is_kept_with_exit_75(tmp_path: Path) -> None:
-    result = _sendmail(["someone@example.net"], b"Subject: x\n\nhi\n", home=tmp_path)
+def test_remote_recipient_without_an_account_is_kept_in_the_queue(tmp_path: Path) -> None:
+    # Exit 0 means durably queued (DESIGN.md §4); the warning says what to configure.
+    config = _config(tmp_path, "")
+    result = _sendmail(
+        ["-C", str(config), "someone@example.net"], b"Subject: x\n\nhi\n", home=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"relay account" in result.stderr
+    assert b"queued as" in result.stderr
+    assert len(list((tmp_path / "queue").rglob("*.json"))) == 1
+
+
+def test_without_the_queue_a_remote_recipient_without_an_account_is_exit_75(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, "", "queue off\n")
+    result = _sendmail(
+        ["-C", str(config), "someone@example.net"], b"Subject: x\n\nhi\n", home=tmp_path
+    )
     assert result.returncode == 75
     assert b"relay account" in result.stderr
 
@@ -132,7 +153,9 @@ def test_pipe_and_file_targets_from_a_trusted_aliases_file(tmp_path: Path) -> No
     assert _tokens_in(archive) == [token]
     assert token in output.read_text()
     failed = _sendmail(["-C", str(config), "fail"], b"x\n", home=tmp_path)
-    assert failed.returncode == 75
+    # The command asked to retry (75): the message waits in the queue.
+    assert failed.returncode == 0, failed.stderr
+    assert b"queued as" in failed.stderr
     # Not as root: a file only root may write (tmp_path is 0700) stays out of reach.
     alias_file = tmp_path / "aliases"
     alias_file.write_text(alias_file.read_text().replace(str(output), str(private)))

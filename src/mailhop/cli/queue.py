@@ -19,7 +19,7 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from mailhop.errors import ExitCode, MailhopError, UsageError
@@ -27,6 +27,7 @@ from mailhop.errors import ExitCode, MailhopError, UsageError
 if TYPE_CHECKING:
     from mailhop.cli.sendmail_options import SendmailOptions
     from mailhop.queue import Entry, Spool
+    from mailhop.queue.spool import RecipientState
 
 # How often ``--watch`` runs the queue, and how long it runs at most before exiting
 # (a service manager or cron restarts it; a bound keeps a forgotten one from living
@@ -110,6 +111,56 @@ def main(program: str, arguments: list[str]) -> int:
     return install_timer(remove=options.remove, queue_dir=spool.root, config_file=config_file)
 
 
+def _route_again(
+    spool: Spool, entry: Entry, states: Sequence[RecipientState], data: bytes
+) -> list[str]:
+    """The runner's local delivery: route queued local recipients again.
+
+    Aliases are expanded anew and local mailboxes written; what turns out to be
+    remote becomes a new relay entry (like a forward). Returns the addresses handled;
+    a temporary failure leaves them pending for the next run.
+    """
+    import io  # noqa: PLC0415
+
+    from mailhop.config import Account  # noqa: PLC0415
+    from mailhop.deliver.routing import route_and_deliver_locally  # noqa: PLC0415
+    from mailhop.errors import ConfigError  # noqa: PLC0415
+    from mailhop.message import (  # noqa: PLC0415
+        Address,
+        Recipients,
+        parse_envelope_sender,
+        read_message,
+    )
+    from mailhop.queue import Route  # noqa: PLC0415
+    from mailhop.queue.runner import resolve_entry_account  # noqa: PLC0415
+
+    try:
+        account = resolve_entry_account(entry)
+    except ConfigError:
+        # Queued without a relay account (the embedded default): local settings only.
+        account = Account(name="local delivery", from_address=entry.sender)
+    sender = parse_envelope_sender(entry.sender)
+    recipients = Recipients(addresses=tuple(Address(addr_spec=s.address) for s in states))
+    try:
+        with read_message(io.BytesIO(data), ignore_dots=True) as message:
+            routed = route_and_deliver_locally(
+                account, message, sender=sender, recipients=recipients
+            )
+            if routed.remote is not None:
+                spool.enqueue(
+                    routed.message.chunks(),
+                    sender=entry.sender,
+                    recipients=[(a.addr_spec, Route.RELAY) for a in routed.remote.addresses],
+                    account=entry.account,
+                    config_file=entry.config_file,
+                    settings=entry.settings,
+                )
+    except MailhopError as error:
+        _stderr(f"entry {entry.id}: local delivery deferred: {error}")
+        return []
+    return [state.address for state in states]
+
+
 def run_queue(
     spool: Spool, *, force: bool = False, verbose: bool = False, watch: bool = False
 ) -> int:
@@ -119,7 +170,12 @@ def run_queue(
     started = time.monotonic()
     status = ExitCode.OK
     while True:
-        report = run(spool, force=force, log=_stderr if verbose else None)
+        report = run(
+            spool,
+            force=force,
+            log=_stderr if verbose else None,
+            local_delivery=lambda entry, states, data: _route_again(spool, entry, states, data),
+        )
         for entry_id in report.quarantined:
             sys.stderr.write(
                 f"mailhop queue: entry {entry_id} failed its integrity check; "

@@ -145,7 +145,7 @@ def send(options: SendmailOptions, program: str, stream: BinaryIO) -> int:
     The in-process entry for other personalities (``mail`` hands its composed
     message here) so that aliases, local delivery and the queue apply to them too.
     """
-    from mailhop.config import expand_from_header, resolve  # noqa: PLC0415
+    from mailhop.config import QueueMode, expand_from_header, resolve  # noqa: PLC0415
     from mailhop.config.errors import AccountError  # noqa: PLC0415
     from mailhop.message import (  # noqa: PLC0415
         collect_recipients,
@@ -196,9 +196,22 @@ def send(options: SendmailOptions, program: str, stream: BinaryIO) -> int:
         # Routing (issue #5): aliases, local delivery here, the rest to the relay.
         from mailhop.deliver.routing import route_and_deliver_locally  # noqa: PLC0415
 
-        routed = route_and_deliver_locally(
-            account, message, sender=sender, recipients=recipients, relay_problem=relay_problem
-        )
+        try:
+            routed = route_and_deliver_locally(
+                account, message, sender=sender, recipients=recipients, relay_problem=relay_problem
+            )
+        except MailhopError as error:
+            # A temporary local failure (a locked mailbox, no relay account yet, a
+            # command asking to retry) keeps the whole message in the queue, where
+            # the runner routes it again; only queue off reports it as exit 75.
+            if error.exit_code != ExitCode.TEMPFAIL or account.queue is QueueMode.OFF:
+                raise
+            queue_id = _queue_for_rerouting(options, account, message, sender, recipients)
+            sys.stderr.write(
+                f"{program}: warning: {error}; the message is queued as {queue_id} "
+                "and will be retried\n"
+            )
+            return ExitCode.OK
         if routed.remote is None:
             return ExitCode.OK
         return _deliver(
@@ -209,6 +222,29 @@ def send(options: SendmailOptions, program: str, stream: BinaryIO) -> int:
             sender=sender,
             recipients=routed.remote,
         )
+
+
+def _queue_for_rerouting(
+    options: SendmailOptions,
+    account: Account,
+    message: Message,
+    sender: Address,
+    recipients: Recipients,
+) -> str:
+    """Keep ``message`` for every original recipient, to be routed again later."""
+    from mailhop.queue import Route, enqueue, queue_directory  # noqa: PLC0415
+
+    entry = enqueue(
+        message.chunks(),
+        sender=sender.addr_spec,
+        recipients=[(address.addr_spec, Route.LOCAL) for address in recipients.addresses],
+        queue_dir=queue_directory(account),
+        account=account.name if account.host else None,
+        config_file=options.config_file,
+        settings=_settings(options),
+        first_failure="local delivery deferred",
+    )
+    return entry.id
 
 
 def _local_only_account(options: SendmailOptions, envelope_from: str | None) -> Account:
