@@ -51,16 +51,21 @@ PORT_WAIT_SECONDS=30
 
 # Test users: login name, password, mailbox address. dave's password holds a space, quotes,
 # a backslash and a hash on purpose (quoting bugs); use alice for plain cases.
-USER_NAMES=(alice bob carol dave erin postmaster)
+# fetchbench (bench/fetch.py) and fetchsoak (the fetch kill -9 soak) each belong to one
+# user of the lab only: nothing else appends to or deletes from their mailboxes.
+USER_NAMES=(alice bob carol dave erin postmaster fetchbench fetchsoak)
 USER_PASSWORDS=(alice-lab-password bob-lab-password carol-lab-password
-    'dave "quoted" pass\word #1' erin-lab-password postmaster-lab-password)
+    'dave "quoted" pass\word #1' erin-lab-password postmaster-lab-password
+    fetchbench-lab-password fetchsoak-lab-password)
 USER_ADDRESSES=(alice@example.test bob@example.test carol@example.test dave@example.test
-    erin@example.org postmaster@example.test)
+    erin@example.org postmaster@example.test fetchbench@example.test fetchsoak@example.test)
 
 REQUIRED_PACKAGES=(postfix dovecot-imapd dovecot-pop3d openssl)
 # msmtp, never msmtp-mta: that one provides /usr/sbin/sendmail and conflicts with postfix.
 # git send-email needs Mail::Address (libmailtools-perl), only a Recommends of git-email.
-OPTIONAL_PACKAGES=(msmtp s-nail bsd-mailx cron swaks git-email libmailtools-perl mutt)
+# fetchmail and getmail6: the reference retrievers bench/fetch.py measures mailhop against.
+OPTIONAL_PACKAGES=(msmtp s-nail bsd-mailx cron swaks git-email libmailtools-perl mutt
+    fetchmail getmail6)
 
 TLS_DIR=$LAB_DIR/tls
 MAIL_DIR=$LAB_DIR/mail
@@ -145,6 +150,10 @@ install_packages() {
 
 CHANGED_POSTFIX=no
 CHANGED_DOVECOT=no
+# A new lab user only changes lookup tables: Postfix re-reads them on `postfix reload`
+# and Dovecot re-reads a changed passwd-file by itself, so neither daemon is stopped
+# under a test run that is using the lab.
+CHANGED_POSTFIX_TABLES=no
 
 # install_if_changed SOURCE DEST MODE OWNER: move SOURCE over DEST only when the bytes
 # differ, so an unchanged lab restarts nothing. Returns 0 when DEST changed.
@@ -464,7 +473,8 @@ EOF
             echo "${USER_ADDRESSES[$i]} $domain/$local_part/"
         done
     } >"$tmp"
-    install_if_changed "$tmp" "$POSTFIX_TABLES/mailboxes" 644 root:root && CHANGED_POSTFIX=yes
+    install_if_changed "$tmp" "$POSTFIX_TABLES/mailboxes" 644 root:root \
+        && CHANGED_POSTFIX_TABLES=yes
 
     tmp=$(mktemp)
     cat >"$tmp" <<'EOF'
@@ -501,6 +511,9 @@ start_postfix() {
         # capture) would then never see end-of-file.
         postfix start </dev/null >>"$START_LOG" 2>&1 \
             || die "postfix start failed (see $START_LOG and $POSTFIX_LOG)"
+    elif [ "$CHANGED_POSTFIX_TABLES" = yes ]; then
+        say "Postfix tables changed: reloading"
+        postfix reload </dev/null >>"$START_LOG" 2>&1 || die "postfix reload failed"
     fi
 }
 
@@ -596,7 +609,7 @@ EOF
     for i in "${!USER_ADDRESSES[@]}"; do
         printf '%s:{PLAIN}%s::::::\n' "${USER_ADDRESSES[$i]}" "${USER_PASSWORDS[$i]}"
     done >"$tmp"
-    install_if_changed "$tmp" "$DOVECOT_DIR/users" 640 root:dovecot && CHANGED_DOVECOT=yes
+    install_if_changed "$tmp" "$DOVECOT_DIR/users" 640 root:dovecot || true
     install -d -m 750 -o root -g root "$DOVECOT_DIR/state"
     return 0
 }
