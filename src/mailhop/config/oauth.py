@@ -58,7 +58,17 @@ Post = Callable[[str, Mapping[str, str]], tuple[int, dict[str, object]]]
 
 
 def token_path(account: Account, environment: Environment) -> str:
-    safe = "".join(c if c.isalnum() or c in "@._-" else "_" for c in account.name)
+    """Where the tokens of ``account``'s login are kept.
+
+    Keyed by who logs in and at which token endpoint, not by the account's name:
+    ``account default : work`` uses the same login as ``work``, and a token got by
+    ``mailhop oauth login work`` must serve both.
+    """
+    import urllib.parse  # noqa: PLC0415
+
+    issuer = urllib.parse.urlsplit(account.oauth_token_endpoint or "").hostname or "oauth"
+    identity = f"{account.user or account.name}@{issuer}"
+    safe = "".join(c if c.isalnum() or c in "@._-" else "_" for c in identity)
     return os.path.join(environment.xdg_config_home, "mailhop", "oauth", f"{safe}.json")
 
 
