@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from mailhop.config import _commands
 from mailhop.config.environment import Environment
-from mailhop.config.model import Account
+from mailhop.config.model import Account, Auth
 
 # Service name mailhop uses with the ``keyring`` package (which has no attributes).
 KEYRING_SERVICE_FORMAT = "smtp://{host}"
@@ -44,11 +44,19 @@ def get_password(
 ) -> str | None:
     """The password for ``account``, or None when no source has one.
 
+    For an OAuth2 account (``auth xoauth2``/``oauthbearer`` with a token endpoint) the
+    "password" is the access token ``mailhop oauth login`` stored, refreshed when it
+    is about to expire; so sendmail, the queue and fetch all get a fresh token here.
     ``interactive`` False skips the terminal prompt (queue runners, tests).
 
     Raises:
         CommandFailedError: ``passwordeval`` failed, timed out or printed nothing (78).
+        OAuthError: no token yet, or the refresh was refused (77) or failed (75).
     """
+    if account.auth in (Auth.XOAUTH2, Auth.OAUTHBEARER) and account.oauth_token_endpoint:
+        from mailhop.config.oauth import access_token  # noqa: PLC0415 - OAuth accounts only
+
+        return access_token(account, environment=environment)
     if account.password is not None:
         return account.password
     if account.passwordeval is not None:

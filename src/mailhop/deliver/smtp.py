@@ -298,13 +298,8 @@ class SmtpSession:
                 f"AUTH {name} would send the password in clear without TLS; "
                 "set tls on (or allow_plaintext_auth on to accept the risk)"
             )
-        if name in ("XOAUTH2", "OAUTHBEARER") and account.oauth_token_endpoint:
-            # The bearer token ``mailhop oauth login`` stored, refreshed if near expiry.
-            from mailhop.config.oauth import access_token  # noqa: PLC0415 - OAuth accounts only
-
-            secret: str | None = access_token(account)
-        else:
-            secret = get_password(account)
+        # For OAuth2 accounts this is the (refreshed) access token.
+        secret = get_password(account)
         if secret is None:
             raise ConfigError(
                 f"{account.where}: authentication method {name} needs a password; set "
