@@ -82,19 +82,24 @@ def test_random_kill_9_during_delete(
         ]
         append(lab, soak_user, batch)
         appended += batch
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mailhop", "fetch", "-C", str(config),
-             "--state-dir", str(state)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        time.sleep(rng.uniform(*KILL_DELAY_SECONDS))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait(timeout=PROCESS_WAIT_SECONDS)
+        errors_path = tmp_path / f"stderr-{round_number}"
+        with errors_path.open("wb") as errors:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mailhop", "fetch", "-C", str(config),
+                 "--state-dir", str(state)],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )  # fmt: skip
+            time.sleep(rng.uniform(*KILL_DELAY_SECONDS))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            process.wait(timeout=PROCESS_WAIT_SECONDS)
         # A fetch that finished before its kill must have succeeded.
-        assert process.returncode in (0, -signal.SIGKILL), (seed, process.returncode)
+        assert process.returncode in (0, -signal.SIGKILL), (
+            f"seed {seed}, round {round_number}: exit {process.returncode}:"
+            f" {errors_path.read_text(errors='replace')}"
+        )
 
     final = run_fetch(config, state)
     assert final.returncode == 0, final.stderr
