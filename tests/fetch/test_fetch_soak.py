@@ -47,6 +47,8 @@ BATCH_MESSAGES = 6
 KILL_DELAY_SECONDS = (0.05, 0.9)
 # The whole soak of one protocol stops starting rounds after this (bounded in time).
 SOAK_DEADLINE_SECONDS = 30.0
+# sysexits EX_TEMPFAIL: the fetch stopped cleanly, mail stays on the server.
+TEMPFAIL = 75
 # One killed or finished fetch must be reaped within this.
 PROCESS_WAIT_SECONDS = 30.0
 
@@ -95,8 +97,10 @@ def test_random_kill_9_during_delete(
                 process.send_signal(signal.SIGKILL)
                 kills += 1
             process.wait(timeout=PROCESS_WAIT_SECONDS)
-        # A fetch that finished before its kill must have succeeded.
-        assert process.returncode in (0, -signal.SIGKILL), (
+        # A fetch that finished before its kill succeeded, or said "try again later"
+        # (75): Dovecot may still be finishing the killed session's commands (seen
+        # once in a dozen soaks, not reproduced); any other status is a bug.
+        assert process.returncode in (0, -signal.SIGKILL, TEMPFAIL), (
             f"seed {seed}, round {round_number}: exit {process.returncode}:"
             f" {errors_path.read_text(errors='replace')}"
         )
