@@ -9,7 +9,7 @@ Also: the time of one enqueue (``queue always``) vs one msmtp direct send.
 
 Usage::
 
-    .venv/bin/python bench/queue.py [--messages 1000] [--msmtp-messages 100]
+    .venv/bin/python bench/queue_flush.py [--messages 1000] [--msmtp-messages 100]
 
 msmtp is slow enough that it is timed on ``--msmtp-messages`` and scaled; the
 rate is per message either way.
