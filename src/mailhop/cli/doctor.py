@@ -462,13 +462,12 @@ def _aliases_check(path: str) -> Check:
 
 
 def _queue_check(queue_dir: str | None) -> Check:
-    try:
-        from mailhop.queue import spool  # noqa: PLC0415
-    except ImportError:
-        return _skip("queue", "needs the queue")
     import time  # noqa: PLC0415
 
-    root = queue_dir or spool.default_queue_directory()
+    from mailhop.queue import spool  # noqa: PLC0415
+    from mailhop.queue.location import default_queue_directory  # noqa: PLC0415
+
+    root = queue_dir or default_queue_directory()
     if not os.path.isdir(root):
         return Check(name="queue", verdict=Verdict.OK, message=f"empty ({root} does not exist)")
     queue = spool.Spool(root)

@@ -130,8 +130,8 @@ def _kick_if_waiting(account: Account, config_file: str | None, queue_dir: str |
     """After a delivery worked, start a runner if older mail is waiting."""
     import os  # noqa: PLC0415
 
-    from mailhop.queue import queue_directory  # noqa: PLC0415
     from mailhop.queue.kick import kick  # noqa: PLC0415
+    from mailhop.queue.location import queue_directory  # noqa: PLC0415
 
     directory = queue_directory(account, queue_dir)
     try:

@@ -19,19 +19,15 @@ Modules: ``spool`` (layout, records, locks), ``policy`` (retry), ``runner``,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+from mailhop.queue.location import queue_directory
 from mailhop.queue.spool import (
     Entry,
     RecipientState,
     RecipientStatus,
     Route,
     Spool,
-    default_queue_directory,
 )
-
-if TYPE_CHECKING:
-    from mailhop.config import Account
 
 __all__ = [
     "Entry",
@@ -42,15 +38,6 @@ __all__ = [
     "enqueue",
     "queue_directory",
 ]
-
-
-def queue_directory(account: Account | None = None, override: str | None = None) -> str:
-    """The queue directory: ``override``, else the account's ``queue_dir``, else the default."""
-    if override:
-        return override
-    if account is not None and account.queue_dir:
-        return account.queue_dir
-    return default_queue_directory()
 
 
 def enqueue(

@@ -48,7 +48,6 @@ from mailhop.store.errors import StoreError
 # never guessed at.
 RECORD_VERSION = 1
 # Where root's queue lives (FHS 5.14: /var/spool holds data awaiting processing).
-SYSTEM_QUEUE_DIRECTORY = "/var/spool/mailhop"
 # An interrupted enqueue leaves a message without a record (or a temporary file);
 # its writer died before exit 0, so nobody waits for it. One hour is far longer
 # than any enqueue takes, so a live writer is never disturbed.
@@ -183,17 +182,6 @@ def check_envelope_value(value: str, what: str) -> str:
     if _FORBIDDEN.search(value):
         raise UsageError(f"the {what} {value!r} contains CR, LF or NUL; refusing to queue it")
     return value
-
-
-def default_queue_directory(environ: dict[str, str] | None = None) -> str:
-    """``/var/spool/mailhop`` for root, ``$XDG_STATE_HOME/mailhop/queue`` for others."""
-    environ = dict(os.environ) if environ is None else environ
-    if os.geteuid() == 0:
-        return SYSTEM_QUEUE_DIRECTORY
-    state = environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return os.path.join(state, "mailhop", "queue")
 
 
 def new_id() -> str:
