@@ -123,6 +123,9 @@ install_packages() {
     fi
     # "No configuration": this script writes main.cf itself.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    # A fresh machine has no package lists yet (apt-get install then finds nothing).
+    say "updating the package lists"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q || say "apt-get update failed; trying anyway"
 
     if [ ${#missing_required[@]} -gt 0 ]; then
         say "installing ${missing_required[*]}"
