@@ -8,7 +8,9 @@ once its LF has arrived; a line longer than the cap the caller names raises
 
 from __future__ import annotations
 
-__all__ = ["LineTooLongError", "ReceiveBuffer"]
+from mailhop.proto.errors import LocalProtocolError
+
+__all__ = ["ByteStream", "LineTooLongError", "ReceiveBuffer"]
 
 
 class LineTooLongError(Exception):
@@ -55,3 +57,31 @@ class ReceiveBuffer:
         data = bytes(self._data)
         self._data.clear()
         return data
+
+
+class ByteStream:
+    """The byte plumbing every core shares (h11's verbs, h2's output buffer).
+
+    ``receive_data`` feeds what the driver read (``b""`` means the peer closed);
+    ``data_to_send`` hands over everything queued for the peer since the last call.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ReceiveBuffer()
+        self._outgoing = bytearray()
+        self._eof = False
+
+    def data_to_send(self) -> bytes:
+        """Everything queued since the last call, to be written to the peer."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; ``b""`` means the peer closed."""
+        if self._eof:
+            raise LocalProtocolError("data received after the connection was closed")
+        if data:
+            self._buffer.append(data)
+        else:
+            self._eof = True

@@ -38,7 +38,7 @@ import dataclasses
 import enum
 import re
 
-from mailhop.proto._buffer import LineTooLongError, ReceiveBuffer
+from mailhop.proto._buffer import ByteStream, LineTooLongError
 from mailhop.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from mailhop.proto.sasl import Flow, Mechanism
 
@@ -526,7 +526,7 @@ def _number(token: object, what: str) -> int:
     return int(token)
 
 
-class ImapClient:
+class ImapClient(ByteStream):
     """One IMAP session.
 
     ``tls_active``: TLS from the first byte (port 993). ``starttls_required``: the
@@ -542,6 +542,7 @@ class ImapClient:
         allow_plaintext_auth: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
+        super().__init__()
         self.tls_active = tls_active
         self.starttls_required = starttls_required and not tls_active
         self.allow_plaintext_auth = allow_plaintext_auth
@@ -550,12 +551,9 @@ class ImapClient:
         """From the last CAPABILITY response or code; emptied by STARTTLS."""
         self.mailbox: MailboxStatus | None = None
         self._state = ImapState.AWAIT_GREETING
-        self._buffer = ReceiveBuffer()
-        self._outgoing = bytearray()
         self._tag_number = 0
         self._pending: Command | None = None
         self._pending_tag = ""
-        self._eof = False
         self._flow: Flow | None = None
         self._parts: list[bytes | object] = []  # the response being assembled
         self._literal_remaining = 0  # bytes of an inline literal still to read
@@ -579,19 +577,6 @@ class ImapClient:
         except ProtocolError:
             self._state = ImapState.ERROR
             raise
-
-    def data_to_send(self) -> bytes:
-        data = bytes(self._outgoing)
-        self._outgoing.clear()
-        return data
-
-    def receive_data(self, data: bytes) -> None:
-        if self._eof:
-            raise LocalProtocolError("data received after the connection was closed")
-        if data:
-            self._buffer.append(data)
-        else:
-            self._eof = True
 
     def next_event(self) -> ImapEvent | _NeedData:
         if self._state is ImapState.ERROR:

@@ -31,7 +31,7 @@ import enum
 import hashlib
 import re
 
-from mailhop.proto._buffer import LineTooLongError, ReceiveBuffer
+from mailhop.proto._buffer import ByteStream, LineTooLongError
 from mailhop.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from mailhop.proto.sasl import Flow, Mechanism
 
@@ -281,19 +281,17 @@ def parse_uidl_line(line: bytes) -> tuple[int, str]:
     return int(match.group(1)), match.group(2).decode("ascii")
 
 
-class Pop3Client:
+class Pop3Client(ByteStream):
     """One POP3 session. ``tls_active``: TLS from the first byte (port 995)."""
 
     def __init__(self, *, tls_active: bool = False, allow_plaintext_auth: bool = False) -> None:
+        super().__init__()
         self.tls_active = tls_active
         self.allow_plaintext_auth = allow_plaintext_auth
         self.apop_timestamp: bytes | None = None
         self._state = Pop3State.AWAIT_GREETING
-        self._buffer = ReceiveBuffer()
-        self._outgoing = bytearray()
         self._pending: Command | None = None
         self._awaiting_greeting = True
-        self._eof = False
         self._flow: Flow | None = None
         # Multi-line reply in progress: the listing so far, or the RETR being streamed.
         self._listing: list[bytes] | None = None
@@ -319,19 +317,6 @@ class Pop3Client:
         except ProtocolError:
             self._state = Pop3State.ERROR
             raise
-
-    def data_to_send(self) -> bytes:
-        data = bytes(self._outgoing)
-        self._outgoing.clear()
-        return data
-
-    def receive_data(self, data: bytes) -> None:
-        if self._eof:
-            raise LocalProtocolError("data received after the connection was closed")
-        if data:
-            self._buffer.append(data)
-        else:
-            self._eof = True
 
     def next_event(self) -> Pop3Event | _NeedData:
         if self._state is Pop3State.ERROR:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from mailhop.proto._buffer import LineTooLongError, ReceiveBuffer
+from mailhop.proto._buffer import ByteStream, LineTooLongError
 from mailhop.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from mailhop.proto.sasl import Flow
 from mailhop.proto.smtp._grammar import decode_base64, format_auth_response, format_command
@@ -102,7 +102,7 @@ REPLY_TIMEOUTS: dict[type[Command] | None, float] = {
 DEFAULT_REPLY_TIMEOUT = 300  # for the commands RFC 5321 does not name
 
 
-class ClientConnection:
+class ClientConnection(ByteStream):
     """One SMTP client session over one connection (plain, or TLS from the start).
 
     ``tls_active``: the connection is already encrypted (port 465, RFC 8314).
@@ -110,20 +110,18 @@ class ClientConnection:
     """
 
     def __init__(self, *, tls_active: bool = False, allow_plaintext_auth: bool = False) -> None:
+        super().__init__()
         self.tls_active = tls_active
         self.allow_plaintext_auth = allow_plaintext_auth
         self.capabilities = Capabilities()
         """What the last EHLO advertised; empty before it, after HELO and after TLS."""
         self.authenticated = False
         self._state = ClientState.AWAIT_GREETING
-        self._buffer = ReceiveBuffer()
         self._parser = ReplyParser()
-        self._outgoing = bytearray()
         self._transcript: list[str] = []
         # Commands whose replies have not arrived yet, oldest first; None is the
         # greeting the server sends unasked.
         self._outstanding: collections.deque[Command | None] = collections.deque([None])
-        self._eof = False
         self._upgrade_ready = False
         self._current_mail: MailFrom | None = None
         self._encoder = DataEncoder()  # replaced at each 354
@@ -157,21 +155,6 @@ class ClientConnection:
         except ProtocolError:
             self._state = ClientState.ERROR
             raise
-
-    def data_to_send(self) -> bytes:
-        """Everything queued since the last call, to be written to the peer."""
-        data = bytes(self._outgoing)
-        self._outgoing.clear()
-        return data
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the peer; ``b""`` means the peer closed."""
-        if self._eof:
-            raise LocalProtocolError("data received after the connection was closed")
-        if data:
-            self._buffer.append(data)
-        else:
-            self._eof = True
 
     def next_event(self) -> ClientEvent | Sentinel:
         """The next reply (or other event), or NEED_DATA if more bytes are needed."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import re
 
-from mailhop.proto._buffer import LineTooLongError, ReceiveBuffer
+from mailhop.proto._buffer import ByteStream, LineTooLongError
 from mailhop.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from mailhop.proto.smtp._grammar import (
     CommandSyntaxError,
@@ -92,7 +92,7 @@ _SERVICE_CLOSING = 421
 Pending = ParsedCommand | AuthRequest | AuthResponse | AuthCancelled | EndOfData
 
 
-class ServerConnection:
+class ServerConnection(ByteStream):
     """One SMTP server session. The application sends the greeting first.
 
     ``require_tls``: before STARTTLS, only EHLO/HELO/NOOP/RSET/STARTTLS/QUIT.
@@ -107,15 +107,13 @@ class ServerConnection:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         allow_bare_line_endings: bool = False,
     ) -> None:
+        super().__init__()
         self.require_tls = require_tls
         self.tls_active = tls_active
         self.max_message_size = max_message_size
         self.allow_bare_line_endings = allow_bare_line_endings
         self.authenticated = False
         self._state = ServerState.GREETING
-        self._buffer = ReceiveBuffer()
-        self._outgoing = bytearray()
-        self._eof = False
         self._discarding = False  # skipping the rest of an over-long line
         self._pending: Pending | None = None
         self._events: collections.deque[DataChunk | EndOfData] = collections.deque()
@@ -136,20 +134,6 @@ class ServerConnection:
         except ProtocolError:
             self._state = ServerState.ERROR
             raise
-
-    def data_to_send(self) -> bytes:
-        data = bytes(self._outgoing)
-        self._outgoing.clear()
-        return data
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the client; ``b""`` means it closed."""
-        if self._eof:
-            raise LocalProtocolError("data received after the connection was closed")
-        if data:
-            self._buffer.append(data)
-        else:
-            self._eof = True
 
     def next_event(self) -> ServerEvent | Sentinel:
         try:
