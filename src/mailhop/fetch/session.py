@@ -442,10 +442,17 @@ class ImapSession(_Session):
     def idle(self, seconds: float) -> bool:
         """IDLE up to ``seconds``; True if new mail (EXISTS) arrived (RFC 2177)."""
         self.send(imap.Idle())
-        event = self.next_event_skipping_untagged()
-        if not isinstance(event, imap.Continuation):
-            raise FetchServerError(f"{self.account.name}: the server refused IDLE")
+        # A message that arrived after the fetch's search but before IDLE is announced
+        # by an EXISTS the server sends with (or before) its "+ idling": it counts, or
+        # that mail would wait until the next re-issue, many minutes later.
         new_mail = False
+        while not isinstance(event := self.next_event(), imap.Continuation):
+            if isinstance(event, imap.MailboxSize):
+                new_mail = True
+            elif event is not None and not isinstance(
+                event, imap.UntaggedStatus | imap.CapabilityList | imap.Expunged
+            ):
+                raise FetchServerError(f"{self.account.name}: the server refused IDLE")
         try:
             while not new_mail:
                 event = self.next_event(seconds)
