@@ -54,9 +54,9 @@ def wait_for_keys(maildir: Path, keys: set[bytes], timeout: float) -> float:
     """Seconds until every key is in ``maildir``; fails after ``timeout``."""
     started = time.monotonic()
     while True:
-        present = (
-            set(received_message_keys(maildir_messages(maildir))) if maildir.exists() else set()
-        )
+        # The watcher creates md/ before md/new: only new/ holds delivered mail.
+        ready = (maildir / "new").is_dir()
+        present = set(received_message_keys(maildir_messages(maildir))) if ready else set()
         if keys <= present:
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
