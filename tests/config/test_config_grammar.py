@@ -121,6 +121,8 @@ CASES: list[tuple[str, str, str | None, object]] = [
     ("queue_retry_min", "30s", "queue_retry_min", 30),
     ("queue_retry_max", "4h", "queue_retry_max", 4 * 3600),
     ("queue_lifetime", "5d", "queue_lifetime", 5 * 86400),
+    ("queue_delay_warning", "4h", "queue_delay_warning", 4 * 3600),
+    ("queue_delay_warning", "off", "queue_delay_warning", 0),
     (
         "oauth_token_endpoint",
         "https://t.test/token",
@@ -171,6 +173,7 @@ def test_each_command_sets_its_field(
     ("line", "reason"),
     [
         ("port 0", "invalid argument 0 for command port"),
+        ("queue_delay_warning soon", "expected a duration such as 4h or 1d, or off"),
         ("port 65536", "invalid argument 65536 for command port"),
         ("port smtp", "invalid argument smtp for command port"),
         ("port", "command port needs an argument"),

@@ -100,6 +100,9 @@ class QueueMode(enum.Enum):
 DEFAULT_QUEUE_RETRY_MIN_SECONDS = 5 * 60
 DEFAULT_QUEUE_RETRY_MAX_SECONDS = 4 * 3600
 DEFAULT_QUEUE_LIFETIME_SECONDS = 5 * 24 * 3600
+# Delay warnings are off unless asked for, as Postfix's delay_warning_time (0); a
+# typical setting is 4h, sendmail's Timeout.queuewarn.
+DEFAULT_QUEUE_DELAY_WARNING_SECONDS = 0
 
 # The syslog facility msmtp uses for ``syslog on``.
 DEFAULT_SYSLOG_FACILITY = "LOG_USER"
@@ -181,6 +184,7 @@ class Account:
     queue_retry_min: int = DEFAULT_QUEUE_RETRY_MIN_SECONDS
     queue_retry_max: int = DEFAULT_QUEUE_RETRY_MAX_SECONDS
     queue_lifetime: int = DEFAULT_QUEUE_LIFETIME_SECONDS
+    queue_delay_warning: int = DEFAULT_QUEUE_DELAY_WARNING_SECONDS  # 0: none
 
     # OAuth2 for XOAUTH2/OAUTHBEARER (mailhop; RFC 6749, RFC 8628): where to get and
     # refresh the bearer token that ``mailhop oauth login`` obtained.

@@ -270,6 +270,16 @@ def _duration(argument: str, _environment: Environment) -> int:
         raise InvalidArgument("expected a duration such as 30s, 5m, 4h or 5d") from None
 
 
+def _duration_or_off(argument: str, environment: Environment) -> int:
+    """A duration, or ``off`` (0) for a feature that is off by default."""
+    if argument == "off":
+        return 0
+    try:
+        return _duration(argument, environment)
+    except InvalidArgument:
+        raise InvalidArgument("expected a duration such as 4h or 1d, or off") from None
+
+
 def _folders(argument: str, _environment: Environment) -> tuple[str, ...]:
     """``folders INBOX, Lists/mailhop``: comma-separated IMAP folder names."""
     folders = tuple(name.strip() for name in argument.split(","))
@@ -384,6 +394,7 @@ COMMANDS: Mapping[str, Command] = {
     "queue_retry_min": Command("queue_retry_min", _duration),
     "queue_retry_max": Command("queue_retry_max", _duration),
     "queue_lifetime": Command("queue_lifetime", _duration),
+    "queue_delay_warning": Command("queue_delay_warning", _duration_or_off),
     # OAuth2 token endpoints and client (mailhop, issue #9)
     "oauth_token_endpoint": Command("oauth_token_endpoint", _text_or_unset),
     "oauth_device_endpoint": Command("oauth_device_endpoint", _text_or_unset),

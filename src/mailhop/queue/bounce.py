@@ -1,4 +1,9 @@
-"""Bounces: RFC 3464 delivery status notifications for recipients that failed.
+"""Bounces and delay warnings: RFC 3464 delivery status notifications.
+
+A bounce reports recipients that failed for good (``Action: failed``); a delay
+warning, sent once when an entry has waited longer than the account's
+``queue_delay_warning``, reports recipients still being retried (``Action:
+delayed``, with ``Will-Retry-Until``) so the sender knows nothing needs resending.
 
 A bounce is a ``multipart/report; report-type=delivery-status`` message (RFC 6522)
 with three parts: a human-readable explanation, the machine-readable
@@ -8,16 +13,17 @@ carrying the whole message is a backscatter amplifier). It is sent from the null
 reverse-path (RFC 5321 §4.5.5) so it can never cause a bounce of its own, and it
 travels through the queue like any message.
 
-Where it goes is decided by ``bounce_route``: the single hook where local delivery
-(issue #5) plugs in, so that a bounce to a local sender (``root``, a user name
-without a domain) lands in their local mailbox. Until then every bounce is relayed
-through the original's account.
+Where it goes is decided by ``bounce_route``: a local sender (``root``, a user name
+without a domain, an address on one of this host's names) gets it in their local
+mailbox through the runner's local delivery; anyone else through the original's
+relay account.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import email.utils
+import enum
 import re
 import secrets
 import socket
@@ -32,22 +38,32 @@ MAX_RETURNED_HEADER_BYTES = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+class Action(enum.Enum):
+    """What a notice reports about its recipients (RFC 3464 §2.3.3)."""
+
+    FAILED = "failed"  # a bounce: the recipient will never get the message
+    DELAYED = "delayed"  # a warning: still queued and retried
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FailedRecipient:
-    """One recipient a bounce reports, with the last reply that decided it."""
+    """One recipient a notice reports, with the last reply that decided it."""
 
     state: RecipientState
     reason: str  # why, for people: "refused by the server", "expired after 5 days"
 
 
-def bounce_route(sender: str) -> Route:
-    """Where a bounce to ``sender`` goes. THE hook for local delivery of bounces.
+def bounce_route(sender: str, local_domains: Iterable[str] = ()) -> Route:
+    """Where a notice to ``sender`` goes: their local mailbox, or the relay.
 
-    A sender without a domain is a local user; once local delivery exists (issue #5)
-    this returns ``Route.LOCAL`` for such senders and the runner hands them to it.
+    A sender without a domain (``root`` from cron) or on one of this host's names is
+    local: the runner's local delivery routes the notice again like any message
+    (aliases included), so ``root`` reads it where /etc/aliases points. Any other
+    sender gets it through the original's relay account.
     """
-    del sender  # until local delivery exists, every bounce is relayed
-    return Route.RELAY
+    from mailhop.deliver.routing import LocalDomains  # noqa: PLC0415 - bounces are rare
+
+    return Route.LOCAL if LocalDomains(local_domains).is_local_address(sender) else Route.RELAY
 
 
 def _clean(text: str) -> str:
@@ -55,13 +71,23 @@ def _clean(text: str) -> str:
     return _CONTROL.sub(" ", text).encode("ascii", "replace").decode("ascii").strip()
 
 
-def _status_of(state: RecipientState) -> str:
+def _status_of(state: RecipientState, action: Action) -> str:
     """The RFC 3463 status: the enhanced code the server gave, or the class default."""
+    wanted = "5" if action is Action.FAILED else "4"
     for line in state.last_reply:
         match = re.match(r"\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b", line)
-        if match:
+        if match and (action is Action.FAILED or match.group(1).startswith(wanted)):
             return match.group(1)
+    if action is Action.DELAYED:
+        return "4.0.0"  # RFC 3463 §3.1: other or undefined, still transient
     return "5.0.0" if state.last_code >= 500 or state.last_code == 0 else "4.4.7"
+
+
+# What each kind of notice says to people; the machine-readable part says the same.
+_SUBJECTS = {
+    Action.FAILED: "Undelivered Mail Returned to Sender",
+    Action.DELAYED: "Delayed Mail (still being retried)",
+}
 
 
 def build_dsn(
@@ -69,21 +95,38 @@ def build_dsn(
     failed: Iterable[FailedRecipient],
     original_headers: bytes,
     *,
+    action: Action = Action.FAILED,
+    retry_until: float | None = None,
     reporting_host: str | None = None,
     remote_host: str | None = None,
     now: float | None = None,
 ) -> bytes:
-    """The bounce message for ``failed`` recipients of ``entry`` (CRLF lines)."""
+    """The notice for ``failed`` recipients of ``entry`` (CRLF lines).
+
+    ``retry_until``: for a delay warning, when the queue gives up (the entry's
+    arrival plus the account's lifetime), reported as ``Will-Retry-Until``.
+    """
     now = time.time() if now is None else now
     host = _clean(reporting_host or socket.getfqdn() or "localhost")
     boundary = f"mailhop-dsn-{secrets.token_hex(12)}"
     date = email.utils.formatdate(now, localtime=True)
     arrival = email.utils.formatdate(entry.queued_at, localtime=True)
+    until = email.utils.formatdate(retry_until, localtime=True) if retry_until else None
     failed = list(failed)
+    if action is Action.FAILED:
+        explanation = ["Your message could not be delivered to one or more recipients."]
+    else:
+        hours = max(1, round((now - entry.queued_at) / 3600))
+        explanation = [
+            f"Your message has not been delivered yet after {hours} hour(s) in the queue.",
+            "The mail system keeps trying"
+            + (f" until {until}" if until else "")
+            + "; you do not need to send it again.",
+        ]
     lines = [
         f"From: Mail Delivery System <MAILER-DAEMON@{host}>",
         f"To: <{_clean(entry.sender)}>",
-        "Subject: Undelivered Mail Returned to Sender",
+        f"Subject: {_SUBJECTS[action]}",
         f"Date: {date}",
         f"Message-ID: <{time.time_ns():x}.{secrets.token_hex(6)}@{host}>",
         "Auto-Submitted: auto-replied",  # RFC 3834 §5: never answer this automatically
@@ -97,7 +140,7 @@ def build_dsn(
         "",
         f"This is the mail system at host {host}.",
         "",
-        "Your message could not be delivered to one or more recipients.",
+        *explanation,
         "",
     ]
     for item in failed:
@@ -119,14 +162,16 @@ def build_dsn(
             "",
             f"Final-Recipient: rfc822; {_clean(state.address)}",
             f"Original-Recipient: rfc822; {_clean(state.address)}",
-            "Action: failed",
-            f"Status: {_status_of(state)}",
+            f"Action: {action.value}",
+            f"Status: {_status_of(state, action)}",
         ]
         if remote_host:
             lines.append(f"Remote-MTA: dns; {_clean(remote_host)}")
         if state.last_reply:
             lines.append(f"Diagnostic-Code: smtp; {_clean(' '.join(state.last_reply))}")
         lines.append(f"Last-Attempt-Date: {date}")
+        if until and action is Action.DELAYED:
+            lines.append(f"Will-Retry-Until: {until}")  # RFC 3464 §2.3.9
     headers = original_headers[:MAX_RETURNED_HEADER_BYTES].replace(b"\r\n", b"\n")
     head = "\r\n".join(lines).encode("ascii") + b"\r\n"
     tail = f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode("ascii")
