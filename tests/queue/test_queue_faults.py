@@ -17,6 +17,7 @@ import pytest
 from mailhop.errors import ExitCode
 from mailhop.queue import Route, Spool
 from tests.queue.queue_support import (
+    closed_port,
     environment,
     listening,
     make_message,
@@ -200,3 +201,25 @@ def test_full_disk_during_enqueue_is_exit_75_and_leaves_nothing(
     small = sendmail(config, "r@example.test", message=make_message("small"))
     assert small.returncode == 0, small.stderr
     assert len(Spool(str(tiny_filesystem)).ids()) == 1
+
+
+def test_kill_after_a_delay_warning_repeats_it_and_never_loses_it(tmp_path: Path) -> None:
+    # The server is down (a closed port): each run defers the entry. The warning is
+    # queued before the record says it was sent, so a kill between the two can only
+    # queue a second warning.
+    config = write_config(tmp_path, closed_port(), "queue_delay_warning 1s", queue="always")
+    assert sendmail(config, "r@example.test", message=make_message("w")).returncode == 0
+    time.sleep(1.1)
+    spool = Spool(str(tmp_path / "queue"))
+
+    def warnings() -> int:
+        return sum(1 for entry_id in spool.ids() if spool.load(entry_id).is_bounce)
+
+    killed = queue_run(config, "--force", MAILHOP_FAULT="queue.deliver.after-delay-warning")
+    assert killed.returncode == -signal.SIGKILL
+    assert warnings() == 1
+    for _ in range(2):
+        assert queue_run(config, "--force").returncode == 0
+    assert warnings() == 2  # repeated once after the kill, then never again
+    (original,) = [i for i in spool.ids() if not spool.load(i).is_bounce]
+    assert spool.load(original).delay_warned

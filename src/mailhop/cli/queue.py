@@ -149,7 +149,7 @@ def _route_again(
             if routed.remote is not None:
                 spool.enqueue(
                     routed.message.chunks(),
-                    sender=entry.sender,
+                    sender=routed.sender.addr_spec,
                     recipients=[(a.addr_spec, Route.RELAY) for a in routed.remote.addresses],
                     account=entry.account,
                     config_file=entry.config_file,

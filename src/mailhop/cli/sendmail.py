@@ -219,7 +219,7 @@ def send(options: SendmailOptions, program: str, stream: BinaryIO) -> int:
             program,
             account=account,
             message=routed.message,
-            sender=sender,
+            sender=routed.sender,
             recipients=routed.remote,
         )
 

@@ -105,11 +105,13 @@ def mail_domain(domains: LocalDomains) -> str:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RoutedMail:
-    """What is left for the relay after local delivery: recipients and the message
-    with system-mail headers fixed (None recipients: nothing leaves the machine)."""
+    """What is left for the relay after local delivery: recipients, the envelope
+    sender and the message with system-mail headers fixed (None recipients: nothing
+    leaves the machine)."""
 
     remote: Recipients | None
     message: Message
+    sender: Address
     local_deliveries: tuple[str, ...] = ()
 
 
@@ -170,7 +172,15 @@ def route_and_deliver_locally(
         deliveries = deliver_locally(message, local, sender=sender.addr_spec, settings=settings)
         done = tuple(delivery.where for delivery in deliveries)
     if not remote:
-        return RoutedMail(remote=None, message=message, local_deliveries=done)
+        return RoutedMail(remote=None, message=message, sender=sender, local_deliveries=done)
+    relay_sender = sender
+    if not sender.is_null and not sender.domain:
+        # RFC 5321 §4.1.2: a reverse-path beyond this machine needs a domain. A bare
+        # local name (``-f root``) is qualified with the mail domain, as Postfix's
+        # append_at_myorigin does, so the server accepts it and a bounce finds it.
+        relay_sender = dataclasses.replace(
+            sender, addr_spec=f"{sender.addr_spec}@{mail_domain(domains)}"
+        )
     fixed = fix_system_mail(
         message.headers,
         SystemMailSettings(
@@ -187,5 +197,6 @@ def route_and_deliver_locally(
     return RoutedMail(
         remote=Recipients(addresses=addresses, hidden=recipients.hidden),
         message=message.with_headers(fixed),
+        sender=relay_sender,
         local_deliveries=done,
     )

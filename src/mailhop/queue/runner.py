@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
-from mailhop.queue.bounce import FailedRecipient, bounce_route, build_dsn, header_block
+from mailhop.queue.bounce import Action, FailedRecipient, bounce_route, build_dsn, header_block
 from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError
 from mailhop.queue.policy import FailureKind, classify, retry_delay
 from mailhop.queue.spool import (
@@ -53,6 +53,9 @@ MAX_CONNECTIONS = 4
 # Messages sent over one connection before it is closed and reopened; providers cap
 # transactions per session (Gmail: about 100), and a reopen bounds any session state.
 MAX_MESSAGES_PER_CONNECTION = 100
+# How much of a queued message is read to find the header block a notice returns
+# (the notice returns at most bounce.MAX_RETURNED_HEADER_BYTES of it).
+MAX_HEADER_READ_BYTES = 64 * 1024
 # ``--watch``: pause between two runs, and the bound on how long it goes on.
 DEFAULT_WATCH_INTERVAL_SECONDS = 60.0
 
@@ -259,7 +262,7 @@ class _Worker:
         from mailhop.message import ServerCapabilities, prepare_transfer, read_message  # noqa: PLC0415
 
         with self.spool.open_message(entry) as file:
-            head = header_block(file.read(64 * 1024))
+            head = header_block(file.read(MAX_HEADER_READ_BYTES))
             file.seek(0)
             states = {state.address: state for state in entry.recipients}
             if self.local_delivery is not None:
@@ -405,6 +408,7 @@ class _Worker:
                 attempts=attempts,
                 next_attempt=self.now + delay,
                 last_error=_describe(failure, recipients),
+                delay_warned=self.warn_if_delayed(entry, recipients, head, account),
             )
         )
         crash_point("queue.deliver.after-update")
@@ -420,18 +424,59 @@ class _Worker:
             reporting_host=account.domain if account.domain != "localhost" else None,
             remote_host=account.host,
         )
-        self.spool.enqueue(
-            [notice],
-            sender="",
-            recipients=[(entry.sender, bounce_route(entry.sender))],
-            account=entry.account,
-            config_file=entry.config_file,
-            settings=entry.settings,
-        )
+        self.send_notice(entry, notice, account)
         crash_point("queue.deliver.after-bounce")
         if self.log is not None:
             names = ", ".join(item.state.address for item in failed)
             self.log(f"queue entry {entry.id}: bounced to <{entry.sender}> for {names}")
+
+    def send_notice(self, entry: Entry, notice: bytes, account: Account) -> None:
+        """Queue a notice to the entry's sender from the null sender (durably)."""
+        self.spool.enqueue(
+            [notice],
+            sender="",
+            recipients=[(entry.sender, bounce_route(entry.sender, account.local_domains))],
+            account=entry.account,
+            config_file=entry.config_file,
+            settings=entry.settings,
+        )
+
+    def warn_if_delayed(
+        self,
+        entry: Entry,
+        recipients: Sequence[RecipientState],
+        head: bytes | None,
+        account: Account,
+    ) -> bool:
+        """Send the one delay warning an entry gets once it is old enough.
+
+        Returns the entry's new ``delay_warned``. The warning is queued before the
+        record says so: a crash between the two can repeat a warning, never lose one.
+        """
+        warn_after = account.queue_delay_warning
+        if entry.delay_warned or entry.is_bounce or not warn_after:
+            return entry.delay_warned
+        waiting = [r for r in recipients if r.status is RecipientStatus.PENDING]
+        if not waiting or self.now - entry.queued_at < warn_after:
+            return False
+        if head is None:
+            with self.spool.open_message(entry) as file:
+                head = header_block(file.read(MAX_HEADER_READ_BYTES))
+        notice = build_dsn(
+            entry,
+            [FailedRecipient(state=r, reason="not delivered yet, still trying") for r in waiting],
+            head,
+            action=Action.DELAYED,
+            retry_until=entry.queued_at + account.queue_lifetime,
+            reporting_host=account.domain if account.domain != "localhost" else None,
+            remote_host=account.host,
+            now=self.now,
+        )
+        self.send_notice(entry, notice, account)
+        crash_point("queue.deliver.after-delay-warning")
+        if self.log is not None:
+            self.log(f"queue entry {entry.id}: delay warning sent to <{entry.sender}>")
+        return True
 
     def defer_all(self, entry: Entry, error: MailhopError) -> None:
         try:
@@ -461,12 +506,16 @@ class _Worker:
             message += " (mail kept; fix the configuration)"
         elif classify(error) is not FailureKind.TEMPORARY:
             message += " (mail kept; fix this)"
+        warned = entry.delay_warned
+        if account is not None:
+            warned = self.warn_if_delayed(entry, entry.recipients, None, account)
         self.spool.update(
             dataclasses.replace(
                 entry,
                 attempts=attempts,
                 next_attempt=self.now + retry_delay(attempts, minimum=minimum, maximum=maximum),
                 last_error=message,
+                delay_warned=warned,
             )
         )
         self.tally.add(deferred=1)
