@@ -73,6 +73,9 @@ MAX_CONNECTIONS = 4
 # so the threads of one process share a core; one process per core uses the
 # machine. More than MAX_CONNECTIONS would leave processes without a connection.
 MAX_PROCESSES = MAX_CONNECTIONS
+# Fewer entries than this per worker process: starting one (a fork, a few ms, and
+# its own connection) would cost more than it saves.
+MIN_ENTRIES_PER_PROCESS = 50
 # Messages sent over one connection before it is closed and reopened; providers cap
 # transactions per session (Gmail: about 100), and a reopen bounds any session state.
 MAX_MESSAGES_PER_CONNECTION = 100
@@ -106,7 +109,8 @@ class _Tally:
     bounced: int = 0
     busy: int = 0
     quarantined: list[str] = dataclasses.field(default_factory=list)
-    problems: list[str] = dataclasses.field(default_factory=list)
+    # Configuration problems: the error, and how many messages it holds back.
+    problems: dict[str, int] = dataclasses.field(default_factory=dict)
     failures: list[str] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -126,7 +130,8 @@ class _Tally:
             for name in ("delivered", "deferred", "bounced", "busy"):
                 setattr(self, name, getattr(self, name) + int(data[name]))
             self.quarantined.extend(str(item) for item in data["quarantined"])
-            self.problems.extend(str(item) for item in data["problems"])
+            for problem, count in data["problems"].items():
+                self.problems[problem] = self.problems.get(problem, 0) + int(count)
 
 
 def resolve_entry_account(entry: Entry) -> Account:
@@ -169,54 +174,42 @@ def run(
     now = time.time() if now is None else now
     tally = _Tally()
     spool.remove_orphans(now=now)
-    due: list[Scanned] = []
-    for entry_id in only if only is not None else spool.ids():
-        try:
-            scanned = spool.scan(entry_id)
-        except EntryNotFoundError:
-            continue
-        except CorruptEntryError as error:
-            _quarantine(spool, entry_id, str(error), tally, log)
-            continue
-        entry = scanned.entry
-        if entry.held or (not force and entry.next_attempt > now):
-            continue
-        due.append(scanned)
-    groups: dict[tuple[object, ...], list[Scanned]] = {}
-    for scanned in due:
-        entry = scanned.entry
-        groups.setdefault((entry.account, entry.config_file, entry.settings), []).append(scanned)
-    worker = _Worker(spool, tally, force=force, now=now, local_delivery=local_delivery, log=log)
-    slices: list[tuple[Account, Sequence[Scanned]]] = []
-    for entries in groups.values():
-        try:
-            account = resolve_account(entries[0].entry)
-        except MailhopError as error:
-            # Configuration problems keep the mail and are reported, never bounced.
-            problem = f"cannot deliver {len(entries)} queued message(s): {error}"
-            with tally.lock:
-                tally.problems.append(problem)
-            for scanned in entries:
-                worker.defer_all(scanned.entry, error)
-            continue
-        count = max(1, min(connections, len(entries)))
-        slices.extend((account, entries[index::count]) for index in range(count))
-    if slices:
-        workers = max(1, min(processes, MAX_PROCESSES, len(slices)))
+    ids = list(only) if only is not None else spool.ids()
+    worker = _Worker(
+        spool,
+        tally,
+        force=force,
+        now=now,
+        resolve_account=resolve_account,
+        local_delivery=local_delivery,
+        log=log,
+    )
+    workers = max(
+        1,
+        min(processes, MAX_PROCESSES, connections, -(-len(ids) // MIN_ENTRIES_PER_PROCESS)),
+    )
+    # Each process scans, groups and delivers its own share of the entries, so the
+    # scan runs in parallel too; its connections per account keep the total bounded.
+    share = max(1, connections // workers)
+    children = []
+    if workers > 1:
+        from mailhop.deliver import smtp  # noqa: F401, PLC0415 - imported once, before fork
+
         # Forked before any thread starts: a child gets only the forking thread.
-        children = [_fork(worker, slices[index::workers]) for index in range(1, workers)]
-        worker.deliver_slices(slices[0::workers])
-        for child, pipe in children:
-            _collect(child, pipe, tally)
-    else:
-        spool.sync_entries()  # the orphans' removals
+        children = [_fork(worker, ids[index::workers], share) for index in range(1, workers)]
+    worker.run_share(ids[0::workers], share)
+    for child, pipe in children:
+        _collect(child, pipe, tally)
     return RunReport(
         delivered=tally.delivered,
         deferred=tally.deferred,
         bounced=tally.bounced,
         busy=tally.busy,
         quarantined=tuple(tally.quarantined),
-        problems=tuple(tally.problems),
+        problems=tuple(
+            f"cannot deliver {count} queued message(s): {problem}"
+            for problem, count in tally.problems.items()
+        ),
         failures=tuple(tally.failures),
     )
 
@@ -225,8 +218,8 @@ def run(
 _CHILD_FAILED = 70
 
 
-def _fork(worker: _Worker, slices: Sequence[tuple[Account, Sequence[Scanned]]]) -> tuple[int, int]:
-    """Start a worker process for ``slices``; return its pid and its report pipe."""
+def _fork(worker: _Worker, ids: Sequence[str], connections: int) -> tuple[int, int]:
+    """Start a worker process for the entries ``ids``; return its pid and report pipe."""
     import traceback  # noqa: PLC0415
 
     read_end, write_end = os.pipe()
@@ -241,7 +234,7 @@ def _fork(worker: _Worker, slices: Sequence[tuple[Account, Sequence[Scanned]]]) 
         os.close(read_end)
         worker.tally = _Tally()
         worker.parent = os.getppid()
-        worker.deliver_slices(slices)
+        worker.run_share(ids, connections)
         with open(write_end, "wb") as report:
             report.write(worker.tally.to_json())
         status = 0
@@ -297,6 +290,7 @@ class _Worker:
         *,
         force: bool,
         now: float,
+        resolve_account: AccountResolver,
         local_delivery: LocalDelivery | None,
         log: Log | None,
     ) -> None:
@@ -304,11 +298,48 @@ class _Worker:
         self.tally = tally
         self.force = force
         self.now = now
+        self.resolve_account = resolve_account
         self.local_delivery = local_delivery
         self.log = log
         # In a worker process: the runner that forked it. When it is gone (killed),
         # the worker stops taking entries rather than run on unseen.
         self.parent: int | None = None
+
+    def run_share(self, ids: Sequence[str], connections: int) -> None:
+        """Scan ``ids``, keep the due ones, deliver them per account."""
+        spool, tally = self.spool, self.tally
+        due: list[Scanned] = []
+        for entry_id in ids:
+            try:
+                scanned = spool.scan(entry_id)
+            except EntryNotFoundError:
+                continue
+            except CorruptEntryError as error:
+                _quarantine(spool, entry_id, str(error), tally, self.log)
+                continue
+            entry = scanned.entry
+            if entry.held or (not self.force and entry.next_attempt > self.now):
+                continue
+            due.append(scanned)
+        groups: dict[tuple[object, ...], list[Scanned]] = {}
+        for scanned in due:
+            entry = scanned.entry
+            key = (entry.account, entry.config_file, entry.settings)
+            groups.setdefault(key, []).append(scanned)
+        slices: list[tuple[Account, Sequence[Scanned]]] = []
+        for entries in groups.values():
+            try:
+                account = self.resolve_account(entries[0].entry)
+            except MailhopError as error:
+                # Configuration problems keep the mail and are reported, never bounced.
+                with tally.lock:
+                    tally.problems[str(error)] = tally.problems.get(str(error), 0) + len(entries)
+                for scanned in entries:
+                    self.defer_all(scanned.entry, error)
+                continue
+            count = max(1, min(connections, len(entries)))
+            slices.extend((account, entries[index::count]) for index in range(count))
+        self.deliver_slices(slices)
 
     def deliver_slices(self, slices: Sequence[tuple[Account, Sequence[Scanned]]]) -> None:
         """Deliver each slice over its own connection (a thread each), then reap."""

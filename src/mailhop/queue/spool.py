@@ -79,11 +79,11 @@ MESSAGE_SUFFIX = ".msg"
 RECORD_SUFFIX = ".json"
 DONE_SUFFIX = ".done"
 REASON_SUFFIX = ".reason"
-# Threads that free dequeued entries' files. Each free mostly waits on the disk
-# (about 40 us of CPU in 150-200 us), and parallel frees overlap (four at once
-# reach about 80 us per file): a few threads keep pace with a runner, more would
-# only queue on the directory's lock.
-REAPER_THREADS = 4
+# Threads (per runner process) that free dequeued entries' files. Each free mostly
+# waits on the disk (about 40 us of CPU in 150-200 us) and parallel frees overlap,
+# so two keep pace with a process delivering a message every few hundred us; more
+# only add GIL handovers (futex calls) to the delivery threads.
+REAPER_THREADS = 2
 # Entry ids are made here (hex time + random); anything else given on a command line
 # is refused before it can name a path outside the spool.
 _ID_PATTERN = re.compile(r"\A[0-9a-f]{16}\.[0-9a-f]{8}\Z")
@@ -360,7 +360,10 @@ class Spool:
     def _read_record(self, entry_id: str) -> bytes:
         try:
             with open(self.path(entry_id, RECORD_SUFFIX), "rb") as file:
-                raw = file.read(MAX_RECORD_BYTES + 1)
+                # Sized from fstat (records are never written in place): a read of
+                # MAX_RECORD_BYTES would allocate, and map, a megabyte every time.
+                size = min(os.fstat(file.fileno()).st_size, MAX_RECORD_BYTES)
+                raw = file.read(size + 1)
         except FileNotFoundError:
             raise EntryNotFoundError(f"no queue entry {entry_id}") from None
         except OSError as error:
@@ -645,7 +648,9 @@ def _verify_message(entry: Entry, file: BinaryIO) -> None:
     """
     digest = hashlib.sha256()
     size = 0
-    while chunk := file.read(READ_CHUNK_SIZE):
+    # Reads sized to what is expected (plus one octet, to see a longer file): a
+    # fixed READ_CHUNK_SIZE read would allocate that much for a 1 KiB message.
+    while chunk := file.read(min(READ_CHUNK_SIZE, max(entry.message_size - size, 0) + 1)):
         digest.update(chunk)
         size += len(chunk)
     if size != entry.message_size or digest.hexdigest() != entry.message_sha256:
