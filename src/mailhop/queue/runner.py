@@ -41,13 +41,6 @@ from typing import IO, TYPE_CHECKING
 
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
-from mailhop.queue.bounce import (
-    MAX_RETURNED_HEADER_BYTES,
-    FailedRecipient,
-    bounce_route,
-    build_dsn,
-    header_block,
-)
 from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError
 from mailhop.queue.policy import FailureKind, classify, retry_delay
 from mailhop.queue.spool import (
@@ -63,6 +56,7 @@ from mailhop.queue.spool import (
 if TYPE_CHECKING:  # without importing the delivery stack at module load
     from mailhop.config import Account
     from mailhop.deliver.smtp import SmtpSession
+    from mailhop.queue.bounce import FailedRecipient
 
 # Parallel connections per account, in total over all worker processes of a run:
 # enough to hide round trips, few enough not to look like abuse to a provider
@@ -538,21 +532,34 @@ class _Worker:
                 for r in recipients
             )
         newly_failed = [
-            FailedRecipient(
-                state=r,
-                reason="expired in the queue without being delivered"
-                if expired and before[r.address] is RecipientStatus.PENDING and r.last_code < 500
-                else "refused by the server",
-            )
+            r
             for r in recipients
             if r.status is RecipientStatus.FAILED
             and before[r.address] is not RecipientStatus.FAILED
         ]
         if newly_failed and not entry.is_bounce:
-            # The header block is read only now: most entries never bounce.
+            # Only now: the DSN code (and email.utils, 20 ms to import) and the
+            # header block are for the few entries that bounce.
+            from mailhop.queue.bounce import (  # noqa: PLC0415
+                MAX_RETURNED_HEADER_BYTES,
+                FailedRecipient,
+                header_block,
+            )
+
+            failed = [
+                FailedRecipient(
+                    state=r,
+                    reason="expired in the queue without being delivered"
+                    if expired
+                    and before[r.address] is RecipientStatus.PENDING
+                    and r.last_code < 500
+                    else "refused by the server",
+                )
+                for r in newly_failed
+            ]
             file.seek(0)
             head = header_block(file.read(MAX_RETURNED_HEADER_BYTES))
-            self.bounce(entry, newly_failed, head, account)
+            self.bounce(entry, failed, head, account)
         if newly_failed:
             self.tally.add(bounced=len(newly_failed))
         if all(r.status is not RecipientStatus.PENDING for r in recipients):
@@ -579,6 +586,8 @@ class _Worker:
     def bounce(
         self, entry: Entry, failed: list[FailedRecipient], head: bytes, account: Account
     ) -> None:
+        from mailhop.queue.bounce import bounce_route, build_dsn  # noqa: PLC0415
+
         notice = build_dsn(
             entry,
             failed,
