@@ -24,8 +24,8 @@ skipped, so each message is sent by one runner at a time):
    by the spool's ``Reaper`` threads, off the delivery path.
 
 Duplicate window (documented in docs/queue.md): a crash after the server's final
-250 and before the record is updated or removed resends that message to the
-recipients of that attempt. Nothing is ever removed before the 250.
+250 and before the record is updated or renamed to ``ID.done`` resends that message
+to the recipients of that attempt. Nothing is ever removed before the 250.
 """
 
 from __future__ import annotations
@@ -216,6 +216,7 @@ def _fork(worker: _Worker, ids: Sequence[str], connections: int) -> tuple[int, i
     """Start a worker process for the entries ``ids``; return its pid and report pipe."""
     import traceback  # noqa: PLC0415
 
+    parent = os.getpid()  # not getppid() in the child: the parent may be gone by then
     read_end, write_end = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()  # or the child would write the parent's buffered text again
@@ -227,7 +228,7 @@ def _fork(worker: _Worker, ids: Sequence[str], connections: int) -> tuple[int, i
     try:
         os.close(read_end)
         worker.tally = _Tally()
-        worker.parent = os.getppid()
+        worker.parent = parent
         worker.run_share(ids, connections)
         with open(write_end, "wb") as report:
             report.write(worker.tally.to_json())
