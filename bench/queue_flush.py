@@ -13,6 +13,12 @@ Usage::
 
 msmtp is slow enough that it is timed on ``--msmtp-messages`` and scaled; the
 rate is per message either way.
+
+The message is shaped like the one ``smtp-source -l 1024`` sends (seen with
+``smtp-sink -d``): four short headers, then a body of ``BODY_OCTETS`` octets on the
+wire in lines of 80 octets (a digit, 77 ``X``, CRLF) and a shorter last line. So
+every tool moves the same bytes, and no line exceeds RFC 5322's 998 octets (a longer
+line would make mailhop re-encode the message, work smtp-source never does).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 # smtp-source parallel sessions: the same number of connections mailhop may open.
 PARALLEL_SESSIONS = 4
 BODY_OCTETS = 1024
+# smtp-source's body lines: 78 octets of text and CRLF (seen with smtp-sink -d).
+BODY_LINE_OCTETS = 80
 # Bounds on each measured command.
 COMMAND_TIMEOUT_SECONDS = 600
 
@@ -44,15 +52,24 @@ def free_port() -> int:
     return port
 
 
+def body() -> bytes:
+    """smtp-source's body with LF line ends: ``BODY_OCTETS`` once LF becomes CRLF."""
+    lines = []
+    left = BODY_OCTETS
+    number = 1
+    while left > BODY_LINE_OCTETS:
+        lines.append(str(number % 10).encode() + b"X" * (BODY_LINE_OCTETS - 3))
+        left -= BODY_LINE_OCTETS
+        number += 1
+    lines.append(b"X" * (left - 2))
+    return b"".join(line + b"\n" for line in lines)
+
+
 def message(index: int) -> bytes:
     return (
-        (
-            f"From: bench@example.test\nTo: sink@example.test\nSubject: bench {index}\n"
-            f"Message-ID: <bench{index}@example.test>\n\n"
-        ).encode()
-        + b"x" * (BODY_OCTETS - 1)
-        + b"\n"
-    )
+        f"From: bench@example.test\nTo: sink@example.test\nSubject: bench {index}\n"
+        f"Message-ID: <bench{index}@example.test>\n\n"
+    ).encode() + body()
 
 
 def write_config(directory: Path, port: int, queue: str) -> Path:

@@ -64,6 +64,43 @@ def test_eight_runners_over_500_entries_send_each_message_exactly_once(tmp_path:
     assert spool.ids() == []
 
 
+def test_one_run_shares_its_connections_among_worker_processes(tmp_path: Path) -> None:
+    count = 60
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        spool = Spool(str(tmp_path / "queue"))
+        for index in range(count):
+            spool.enqueue(
+                [make_message(f"p{index}").replace(b"\n", b"\r\n")],
+                sender="sender@example.test",
+                recipients=[("rcpt@example.test", Route.RELAY)],
+                account="default",
+                config_file=str(config),
+            )
+        ran = queue_run(config, "-v")
+        assert ran.returncode == 0, ran.stderr
+    # The parent's report adds up what its worker processes did.
+    assert f"{count} delivered, 0 deferred".encode() in ran.stderr
+    counts = collections.Counter(collector.message_ids())
+    assert len(counts) == count and set(counts.values()) == {1}
+    assert queue_files(config) == []
+
+
+def test_a_worker_process_that_dies_is_reported_not_hidden() -> None:
+    from mailhop.queue.runner import _collect, _Tally
+
+    read_end, write_end = os.pipe()
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    dying = os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ)
+    os.close(write_end)  # the child writes no report
+    tally = _Tally()
+    _collect(dying, read_end, tally)  # waits for it, as run() does for its children
+    assert tally.delivered == 0
+    assert tally.failures == [
+        "a delivery process ended abnormally (signal 9); its remaining messages stay queued"
+    ]
+
+
 ENQUEUE_POINTS = [
     "queue.enqueue.start",
     "durable.before-fsync",
@@ -76,8 +113,9 @@ ENQUEUE_POINTS = [
 DELIVERY_POINTS = {
     "queue.deliver.before-send": False,
     "queue.deliver.after-250": True,
-    "queue.remove.after-record": False,  # the record is gone: the entry is done
-    "queue.deliver.after-remove": False,
+    "queue.remove.after-record": False,  # renamed to ID.done: the entry is done
+    "queue.deliver.after-remove": False,  # committed, files not yet freed (reaper)
+    "queue.reap.after-message": False,  # the message freed, ID.done left
 }
 
 
@@ -112,6 +150,8 @@ def test_kill_during_delivery_resends_only_inside_the_window(
         assert killed.returncode == -signal.SIGKILL
         assert queue_run(config, "--force").returncode == 0
         assert Spool(str(tmp_path / "queue")).ids() == []
+        # Leftovers of a committed dequeue go at once, not after the orphan grace.
+        assert queue_files(config) == []
     assert len(collector.messages) == (2 if may_duplicate else 1)
     for message in collector.messages:
         assert message.content.endswith(b"line 2 of d\r\n")

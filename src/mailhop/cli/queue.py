@@ -175,6 +175,9 @@ def run_queue(
             force=force,
             log=_stderr if verbose else None,
             local_delivery=lambda entry, states, data: _route_again(spool, entry, states, data),
+            # One worker process per core (the runner bounds it); this process has
+            # no other threads, so forking is safe here.
+            processes=os.cpu_count() or 1,
         )
         for entry_id in report.quarantined:
             sys.stderr.write(
@@ -188,8 +191,12 @@ def run_queue(
                 f"mailhop queue: {report.delivered} delivered, {report.deferred} deferred, "
                 f"{report.bounced} bounced, {report.busy} busy\n"
             )
+        for failure in report.failures:
+            sys.stderr.write(f"mailhop queue: {failure}\n")
         if report.problems:
             status = ExitCode.CONFIG
+        if report.failures:
+            status = ExitCode.SOFTWARE
         if not watch or time.monotonic() - started > MAX_WATCH_SECONDS:
             return status
         time.sleep(WATCH_INTERVAL_SECONDS)

@@ -62,6 +62,12 @@ from mailhop.proto.smtp.capabilities import Capabilities
 # (RFC 5321 §4.5.3.1.5); this only bounds a single recv.
 READ_CHUNK_SIZE = 64 * 1024
 
+# Message content is gathered into pieces of about this size before it is encoded
+# and written. A small message then leaves with its end-of-data dot in one write
+# instead of one write per chunk plus one for the dot (the queue runner sends
+# thousands in a row); a large one is still streamed, never held whole.
+CONTENT_WRITE_OCTETS = 64 * 1024
+
 # Replies that mean "accepted" for each step (RFC 5321 §4.3.2).
 _GREETING_OK = 220
 _AUTH_OK = 235
@@ -482,10 +488,19 @@ class SmtpSession:
         )
 
     def _send_content(self, message: Outgoing) -> Acceptance:
+        parts: list[bytes] = []
+        buffered = 0
         for chunk in message.chunks:
-            self._core.send(DataChunk(data=chunk))
-            self._flush(self.timeouts.data_block)
-        self._command(EndOfData())
+            parts.append(chunk)
+            buffered += len(chunk)
+            if buffered >= CONTENT_WRITE_OCTETS:
+                self._core.send(DataChunk(data=b"".join(parts)))
+                self._flush(self.timeouts.data_block)
+                parts, buffered = [], 0
+        if parts:
+            self._core.send(DataChunk(data=b"".join(parts)))
+        self._command(EndOfData(), flush=False)
+        self._flush(self.timeouts.data_block)
         reply = self._read_reply(self.timeouts.data_termination)
         if not reply.is_positive:
             raise _refusal("the server did not accept the message", reply)

@@ -5,57 +5,74 @@ fails its integrity check is quarantined and reported, never sent), keep those d
 group them by account and deliver each group over at most ``MAX_CONNECTIONS``
 connections, many messages per connection (MAIL/RCPT/DATA pipelined, RFC 2920).
 
+The connections (slices of the due entries) may be shared among up to
+``processes`` forked worker processes (``mailhop queue run`` uses one per core): the
+Python side of a delivery is CPU work, and one process's threads share one core.
+
 Per entry, under its lock (any number of runners may run at once; a locked entry is
 skipped, so each message is sent by one runner at a time):
 
-1. re-read the record (another runner may just have delivered it);
+1. re-read the record (another runner may just have delivered it) and check the
+   message against its checksum (``Spool.claim``);
 2. send to the pending relay recipients with ``SmtpSession.send_per_recipient``;
 3. accepted recipients become DELIVERED and are never sent again; a 5xx recipient
    FAILED (bounced once); a 4xx recipient stays PENDING and is retried alone;
 4. bounces are queued (durably) before the original's record changes, so a crash
    between the two can only duplicate a bounce, never lose one;
-5. an entry with nothing pending is removed (record first: the commit point).
+5. an entry with nothing pending is dequeued: its record is renamed to ``ID.done``
+   (the commit point) before the lock is released; its files are freed afterwards
+   by the spool's ``Reaper`` threads, off the delivery path.
 
 Duplicate window (documented in docs/queue.md): a crash after the server's final
-250 and before the record is updated or removed resends that message to the
-recipients of that attempt. Nothing is ever removed before the 250.
+250 and before the record is updated or renamed to ``ID.done`` resends that message
+to the recipients of that attempt. Nothing is ever removed before the 250.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
-from mailhop.queue.bounce import Action, FailedRecipient, bounce_route, build_dsn, header_block
 from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError
 from mailhop.queue.policy import FailureKind, classify, retry_delay
 from mailhop.queue.spool import (
     Entry,
+    Reaper,
     RecipientState,
     RecipientStatus,
     Route,
+    Scanned,
     Spool,
 )
 
 if TYPE_CHECKING:  # without importing the delivery stack at module load
     from mailhop.config import Account
     from mailhop.deliver.smtp import SmtpSession
+    from mailhop.queue.bounce import FailedRecipient
 
-# Parallel connections per account: enough to hide round trips, few enough not to
-# look like abuse to a provider (Postfix's default smtp_destination_concurrency_limit
-# is 20 for its own MX traffic; submission servers throttle far lower).
+# Parallel connections per account, in total over all worker processes of a run:
+# enough to hide round trips, few enough not to look like abuse to a provider
+# (Postfix's default smtp_destination_concurrency_limit is 20 for its own MX traffic;
+# submission servers throttle far lower, and count connections, not processes).
 MAX_CONNECTIONS = 4
+# Worker processes of one run. A delivery is mostly Python work that holds the GIL,
+# so the threads of one process share a core; one process per core uses the
+# machine. More than MAX_CONNECTIONS would leave processes without a connection.
+MAX_PROCESSES = MAX_CONNECTIONS
+# Fewer entries than this per worker process: starting one (a fork, a few ms, and
+# its own connection) would cost more than it saves.
+MIN_ENTRIES_PER_PROCESS = 50
 # Messages sent over one connection before it is closed and reopened; providers cap
 # transactions per session (Gmail: about 100), and a reopen bounds any session state.
 MAX_MESSAGES_PER_CONNECTION = 100
-# How much of a queued message is read to find the header block a notice returns
-# (the notice returns at most bounce.MAX_RETURNED_HEADER_BYTES of it).
-MAX_HEADER_READ_BYTES = 64 * 1024
 # ``--watch``: pause between two runs, and the bound on how long it goes on.
 DEFAULT_WATCH_INTERVAL_SECONDS = 60.0
 
@@ -76,6 +93,7 @@ class RunReport:
     busy: int  # entries skipped because another runner held them
     quarantined: tuple[str, ...]
     problems: tuple[str, ...]  # configuration and credential problems, loudly
+    failures: tuple[str, ...] = ()  # worker processes that died (their mail stays queued)
 
 
 @dataclasses.dataclass
@@ -85,13 +103,29 @@ class _Tally:
     bounced: int = 0
     busy: int = 0
     quarantined: list[str] = dataclasses.field(default_factory=list)
-    problems: list[str] = dataclasses.field(default_factory=list)
+    # Configuration problems: the error, and how many messages it holds back.
+    problems: dict[str, int] = dataclasses.field(default_factory=dict)
+    failures: list[str] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def add(self, **counts: int) -> None:
         with self.lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def to_json(self) -> bytes:
+        """What a worker process hands back to its parent."""
+        fields = ("delivered", "deferred", "bounced", "busy", "quarantined", "problems")
+        return json.dumps({name: getattr(self, name) for name in fields}).encode()
+
+    def merge_json(self, raw: bytes) -> None:
+        data = json.loads(raw)
+        with self.lock:
+            for name in ("delivered", "deferred", "bounced", "busy"):
+                setattr(self, name, getattr(self, name) + int(data[name]))
+            self.quarantined.extend(str(item) for item in data["quarantined"])
+            for problem, count in data["problems"].items():
+                self.problems[problem] = self.problems.get(problem, 0) + int(count)
 
 
 def resolve_entry_account(entry: Entry) -> Account:
@@ -123,56 +157,110 @@ def run(
     local_delivery: LocalDelivery | None = None,
     log: Log | None = None,
     connections: int = MAX_CONNECTIONS,
+    processes: int = 1,
 ) -> RunReport:
-    """Deliver every due entry (``force``: every entry not on hold; ``only``: those ids)."""
+    """Deliver every due entry (``force``: every entry not on hold; ``only``: those ids).
+
+    ``processes`` > 1 forks worker processes (at most ``MAX_PROCESSES``, and never
+    more than connections); only a single-threaded caller may ask for that, as
+    ``mailhop queue run`` does. The connections stay at most ``connections``.
+    """
     now = time.time() if now is None else now
     tally = _Tally()
     spool.remove_orphans(now=now)
-    due: list[Entry] = []
-    for entry_id in only if only is not None else spool.ids():
-        try:
-            entry = spool.load(entry_id)
-        except EntryNotFoundError:
-            continue
-        except CorruptEntryError as error:
-            _quarantine(spool, entry_id, str(error), tally, log)
-            continue
-        if entry.held or (not force and entry.next_attempt > now):
-            continue
-        due.append(entry)
-    groups: dict[tuple[object, ...], list[Entry]] = {}
-    for entry in due:
-        groups.setdefault((entry.account, entry.config_file, entry.settings), []).append(entry)
-    worker = _Worker(spool, tally, force=force, now=now, local_delivery=local_delivery, log=log)
-    threads: list[threading.Thread] = []
-    for entries in groups.values():
-        try:
-            account = resolve_account(entries[0])
-        except MailhopError as error:
-            # Configuration problems keep the mail and are reported, never bounced.
-            problem = f"cannot deliver {len(entries)} queued message(s): {error}"
-            with tally.lock:
-                tally.problems.append(problem)
-            for entry in entries:
-                worker.defer_all(entry, error)
-            continue
-        slices = max(1, min(connections, len(entries)))
-        for index in range(slices):
-            part = entries[index::slices]
-            thread = threading.Thread(target=worker.deliver_batch, args=(account, part))
-            thread.start()
-            threads.append(thread)
-    for thread in threads:
-        thread.join()
-    spool.sync_entries()  # one directory fsync covers every removal of this run
+    ids = list(only) if only is not None else spool.ids()
+    worker = _Worker(
+        spool,
+        tally,
+        force=force,
+        now=now,
+        resolve_account=resolve_account,
+        local_delivery=local_delivery,
+        log=log,
+    )
+    workers = max(
+        1,
+        min(processes, MAX_PROCESSES, connections, -(-len(ids) // MIN_ENTRIES_PER_PROCESS)),
+    )
+    # Each process scans, groups and delivers its own share of the entries, so the
+    # scan runs in parallel too; its connections per account keep the total bounded.
+    share = max(1, connections // workers)
+    children = []
+    if workers > 1:
+        from mailhop.deliver import smtp  # noqa: F401, PLC0415 - imported once, before fork
+
+        # Forked before any thread starts: a child gets only the forking thread.
+        children = [_fork(worker, ids[index::workers], share) for index in range(1, workers)]
+    worker.run_share(ids[0::workers], share)
+    for child, pipe in children:
+        _collect(child, pipe, tally)
     return RunReport(
         delivered=tally.delivered,
         deferred=tally.deferred,
         bounced=tally.bounced,
         busy=tally.busy,
         quarantined=tuple(tally.quarantined),
-        problems=tuple(tally.problems),
+        problems=tuple(
+            f"cannot deliver {count} queued message(s): {problem}"
+            for problem, count in tally.problems.items()
+        ),
+        failures=tuple(tally.failures),
     )
+
+
+# A child that fails in an unexpected way exits with this (sysexits EX_SOFTWARE).
+_CHILD_FAILED = 70
+
+
+def _fork(worker: _Worker, ids: Sequence[str], connections: int) -> tuple[int, int]:
+    """Start a worker process for the entries ``ids``; return its pid and report pipe."""
+    import traceback  # noqa: PLC0415
+
+    parent = os.getpid()  # not getppid() in the child: the parent may be gone by then
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()  # or the child would write the parent's buffered text again
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    status = _CHILD_FAILED
+    try:
+        os.close(read_end)
+        worker.tally = _Tally()
+        worker.parent = parent
+        worker.run_share(ids, connections)
+        with open(write_end, "wb") as report:
+            report.write(worker.tally.to_json())
+        status = 0
+    except BaseException:  # noqa: BLE001 - shown, then the child exits 70 below
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        # Never return into the parent's code (its caller, atexit, tempfile cleanup).
+        os._exit(status)
+
+
+def _collect(pid: int, pipe: int, tally: _Tally) -> None:
+    with open(pipe, "rb") as report:
+        raw = report.read()
+    _, status = os.waitpid(pid, 0)
+    if status == 0 and raw:
+        tally.merge_json(raw)
+        return
+    # Its entries are safe: each was dequeued, updated or left as it was, as after
+    # a crash of a whole runner. The next run takes what is left.
+    with tally.lock:
+        tally.failures.append(
+            f"a delivery process ended abnormally ({_describe_status(status)}); "
+            "its remaining messages stay queued"
+        )
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def _quarantine(spool: Spool, entry_id: str, reason: str, tally: _Tally, log: Log | None) -> None:
@@ -197,6 +285,7 @@ class _Worker:
         *,
         force: bool,
         now: float,
+        resolve_account: AccountResolver,
         local_delivery: LocalDelivery | None,
         log: Log | None,
     ) -> None:
@@ -204,22 +293,78 @@ class _Worker:
         self.tally = tally
         self.force = force
         self.now = now
+        self.resolve_account = resolve_account
         self.local_delivery = local_delivery
         self.log = log
+        # In a worker process: the runner that forked it. When it is gone (killed),
+        # the worker stops taking entries rather than run on unseen.
+        self.parent: int | None = None
+
+    def run_share(self, ids: Sequence[str], connections: int) -> None:
+        """Scan ``ids``, keep the due ones, deliver them per account."""
+        spool, tally = self.spool, self.tally
+        due: list[Scanned] = []
+        for entry_id in ids:
+            try:
+                scanned = spool.scan(entry_id)
+            except EntryNotFoundError:
+                continue
+            except CorruptEntryError as error:
+                _quarantine(spool, entry_id, str(error), tally, self.log)
+                continue
+            entry = scanned.entry
+            if entry.held or (not self.force and entry.next_attempt > self.now):
+                continue
+            due.append(scanned)
+        groups: dict[tuple[object, ...], list[Scanned]] = {}
+        for scanned in due:
+            entry = scanned.entry
+            key = (entry.account, entry.config_file, entry.settings)
+            groups.setdefault(key, []).append(scanned)
+        slices: list[tuple[Account, Sequence[Scanned]]] = []
+        for entries in groups.values():
+            try:
+                account = self.resolve_account(entries[0].entry)
+            except MailhopError as error:
+                # Configuration problems keep the mail and are reported, never bounced.
+                with tally.lock:
+                    tally.problems[str(error)] = tally.problems.get(str(error), 0) + len(entries)
+                for scanned in entries:
+                    self.defer_all(scanned.entry, error)
+                continue
+            count = max(1, min(connections, len(entries)))
+            slices.extend((account, entries[index::count]) for index in range(count))
+        self.deliver_slices(slices)
+
+    def deliver_slices(self, slices: Sequence[tuple[Account, Sequence[Scanned]]]) -> None:
+        """Deliver each slice over its own connection (a thread each), then reap."""
+        reaper = Reaper(self.spool)
+        threads = [
+            threading.Thread(target=self.deliver_batch, args=(account, entries, reaper))
+            for account, entries in slices
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        reaper.close()  # one directory fsync covers every dequeue of this process
 
     # --- one connection, many messages ------------------------------------------------
 
-    def deliver_batch(self, account: Account, entries: Sequence[Entry]) -> None:
+    def deliver_batch(self, account: Account, entries: Sequence[Scanned], reaper: Reaper) -> None:
         from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
 
         session: SmtpSession | None = None
         sent_on_session = 0
         broken: MailhopError | None = None  # the server is unreachable: defer the rest
         try:
-            for queued in entries:
+            for scanned in entries:
+                if self.parent is not None and os.getppid() != self.parent:
+                    return
+                dequeued = False
                 try:
-                    with self.spool.lock(queued.id, wait=0):
-                        entry = self.spool.load(queued.id)  # fresh: another runner may have run
+                    with self.spool.claim(scanned) as claimed:
+                        entry = claimed.entry  # fresh: another runner may have run
                         if entry.held or (not self.force and entry.next_attempt > self.now):
                             continue
                         if broken is not None:
@@ -240,7 +385,9 @@ class _Worker:
                                 broken = error
                                 self.defer_locked(entry, error, account)
                                 continue
-                        keep = self.deliver_entry(entry, session, account)
+                        keep, dequeued = self.deliver_entry(
+                            entry, claimed.message, session, account
+                        )
                         sent_on_session += 1
                         if not keep:
                             session.close()
@@ -250,111 +397,115 @@ class _Worker:
                 except EntryNotFoundError:
                     continue
                 except CorruptEntryError as error:
-                    _quarantine(self.spool, queued.id, str(error), self.tally, self.log)
+                    _quarantine(self.spool, scanned.entry.id, str(error), self.tally, self.log)
+                if dequeued:  # committed, and its lock released: free its files
+                    reaper.submit(scanned.entry.id)
         finally:
             if session is not None:
                 session.close()
 
-    def deliver_entry(self, entry: Entry, session: SmtpSession, account: Account) -> bool:
-        """Attempt one entry (its lock held); False when the session is no longer usable."""
+    def deliver_entry(
+        self, entry: Entry, file: IO[bytes], session: SmtpSession, account: Account
+    ) -> tuple[bool, bool]:
+        """Attempt one entry (its lock held, ``file`` its checked message).
+
+        Returns whether the session is still usable, and whether the entry was
+        dequeued (committed; its files are the caller's to reap).
+        """
         from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
         from mailhop.deliver.smtp import Envelope, Outgoing, reply_lines  # noqa: PLC0415
         from mailhop.message import ServerCapabilities, prepare_transfer, read_message  # noqa: PLC0415
 
-        with self.spool.open_message(entry) as file:
-            head = header_block(file.read(MAX_HEADER_READ_BYTES))
-            file.seek(0)
-            states = {state.address: state for state in entry.recipients}
-            if self.local_delivery is not None:
-                local = [s for s in entry.pending if s.route is Route.LOCAL]
-                if local:
-                    delivered = set(self.local_delivery(entry, local, file.read()))
-                    file.seek(0)
-                    for address in delivered:
-                        states[address] = dataclasses.replace(
-                            states[address], status=RecipientStatus.DELIVERED
-                        )
-            relay = [s.address for s in entry.pending if s.route is Route.RELAY]
-            session_usable = True
-            failure: MailhopError | None = None
-            if relay:
-                try:
-                    with read_message(file, ignore_dots=True) as message:
-                        capabilities = session.capabilities
-                        smtputf8 = not entry.sender.isascii() or any(
-                            not address.isascii() for address in relay
-                        )
-                        with prepare_transfer(
-                            message,
-                            ServerCapabilities(
-                                eight_bit_mime=capabilities.eightbitmime,
-                                smtputf8=capabilities.smtputf8,
+        states = {state.address: state for state in entry.recipients}
+        if self.local_delivery is not None:
+            local = [s for s in entry.pending if s.route is Route.LOCAL]
+            if local:
+                delivered = set(self.local_delivery(entry, local, file.read()))
+                file.seek(0)
+                for address in delivered:
+                    states[address] = dataclasses.replace(
+                        states[address], status=RecipientStatus.DELIVERED
+                    )
+        relay = [s.address for s in entry.pending if s.route is Route.RELAY]
+        session_usable = True
+        failure: MailhopError | None = None
+        if relay:
+            try:
+                with read_message(file, ignore_dots=True) as message:
+                    capabilities = session.capabilities
+                    smtputf8 = not entry.sender.isascii() or any(
+                        not address.isascii() for address in relay
+                    )
+                    with prepare_transfer(
+                        message,
+                        ServerCapabilities(
+                            eight_bit_mime=capabilities.eightbitmime,
+                            smtputf8=capabilities.smtputf8,
+                        ),
+                        envelope_needs_smtputf8=smtputf8,
+                    ) as transfer:
+                        crash_point("queue.deliver.before-send")
+                        outcome = session.send_per_recipient(
+                            Envelope(
+                                sender=entry.sender,
+                                recipients=tuple(relay),
+                                smtputf8=transfer.smtputf8,
                             ),
-                            envelope_needs_smtputf8=smtputf8,
-                        ) as transfer:
-                            crash_point("queue.deliver.before-send")
-                            outcome = session.send_per_recipient(
-                                Envelope(
-                                    sender=entry.sender,
-                                    recipients=tuple(relay),
-                                    smtputf8=transfer.smtputf8,
-                                ),
-                                Outgoing(
-                                    chunks=transfer.chunks(),
-                                    size=transfer.size,
-                                    body_8bitmime=transfer.body_8bitmime,
-                                ),
-                            )
-                    crash_point("queue.deliver.after-250")
-                    final = outcome.acceptance.reply if outcome.acceptance else None
-                    for address in outcome.accepted:
-                        states[address] = dataclasses.replace(
-                            states[address],
-                            status=RecipientStatus.DELIVERED,
-                            attempts=states[address].attempts + 1,
-                            last_code=final.code if final else 250,
-                            last_reply=reply_lines(final) if final else (),
+                            Outgoing(
+                                chunks=transfer.chunks(),
+                                size=transfer.size,
+                                body_8bitmime=transfer.body_8bitmime,
+                            ),
                         )
-                    for address, reply in outcome.refused:
-                        states[address] = dataclasses.replace(
-                            states[address],
-                            status=RecipientStatus.FAILED
-                            if reply.is_permanent
-                            else RecipientStatus.PENDING,
-                            attempts=states[address].attempts + 1,
-                            last_code=reply.code,
-                            last_reply=reply_lines(reply),
-                        )
-                except ServerReplyError as error:
-                    failure = error
-                    kind = classify(error)
-                    for address in relay:
-                        states[address] = dataclasses.replace(
-                            states[address],
-                            status=RecipientStatus.FAILED
-                            if kind is FailureKind.PERMANENT
-                            else RecipientStatus.PENDING,
-                            attempts=states[address].attempts + 1,
-                            last_code=error.code,
-                            last_reply=error.lines,
-                        )
-                    session_usable = session.is_open
-                except MailhopError as error:
-                    failure = error
-                    kind = classify(error)
-                    session_usable = False
-                    for address in relay:
-                        states[address] = dataclasses.replace(
-                            states[address],
-                            status=RecipientStatus.FAILED
-                            if kind is FailureKind.PERMANENT
-                            else RecipientStatus.PENDING,
-                            attempts=states[address].attempts + 1,
-                            last_code=0,
-                            last_reply=(str(error),),
-                        )
-            self.settle(entry, states, failure, head, account)
-        return session_usable
+                crash_point("queue.deliver.after-250")
+                final = outcome.acceptance.reply if outcome.acceptance else None
+                for address in outcome.accepted:
+                    states[address] = dataclasses.replace(
+                        states[address],
+                        status=RecipientStatus.DELIVERED,
+                        attempts=states[address].attempts + 1,
+                        last_code=final.code if final else 250,
+                        last_reply=reply_lines(final) if final else (),
+                    )
+                for address, reply in outcome.refused:
+                    states[address] = dataclasses.replace(
+                        states[address],
+                        status=RecipientStatus.FAILED
+                        if reply.is_permanent
+                        else RecipientStatus.PENDING,
+                        attempts=states[address].attempts + 1,
+                        last_code=reply.code,
+                        last_reply=reply_lines(reply),
+                    )
+            except ServerReplyError as error:
+                failure = error
+                kind = classify(error)
+                for address in relay:
+                    states[address] = dataclasses.replace(
+                        states[address],
+                        status=RecipientStatus.FAILED
+                        if kind is FailureKind.PERMANENT
+                        else RecipientStatus.PENDING,
+                        attempts=states[address].attempts + 1,
+                        last_code=error.code,
+                        last_reply=error.lines,
+                    )
+                session_usable = session.is_open
+            except MailhopError as error:
+                failure = error
+                kind = classify(error)
+                session_usable = False
+                for address in relay:
+                    states[address] = dataclasses.replace(
+                        states[address],
+                        status=RecipientStatus.FAILED
+                        if kind is FailureKind.PERMANENT
+                        else RecipientStatus.PENDING,
+                        attempts=states[address].attempts + 1,
+                        last_code=0,
+                        last_reply=(str(error),),
+                    )
+        return session_usable, self.settle(entry, states, failure, file, account)
 
     # --- recording outcomes -----------------------------------------------------------
 
@@ -363,10 +514,13 @@ class _Worker:
         entry: Entry,
         states: dict[str, RecipientState],
         failure: MailhopError | None,
-        head: bytes,
+        file: IO[bytes],
         account: Account,
-    ) -> None:
-        """Bounce what failed, then update or remove the entry (its lock held)."""
+    ) -> bool:
+        """Bounce what failed, then update or dequeue the entry (its lock held).
+
+        Returns whether it was dequeued.
+        """
         before = {state.address: state.status for state in entry.recipients}
         recipients = tuple(states[state.address] for state in entry.recipients)
         attempts = entry.attempts + 1
@@ -379,25 +533,41 @@ class _Worker:
                 for r in recipients
             )
         newly_failed = [
-            FailedRecipient(
-                state=r,
-                reason="expired in the queue without being delivered"
-                if expired and before[r.address] is RecipientStatus.PENDING and r.last_code < 500
-                else "refused by the server",
-            )
+            r
             for r in recipients
             if r.status is RecipientStatus.FAILED
             and before[r.address] is not RecipientStatus.FAILED
         ]
         if newly_failed and not entry.is_bounce:
-            self.bounce(entry, newly_failed, head, account)
+            # Only now: the DSN code (and email.utils, 20 ms to import) and the
+            # header block are for the few entries that bounce.
+            from mailhop.queue.bounce import (  # noqa: PLC0415
+                MAX_RETURNED_HEADER_BYTES,
+                FailedRecipient,
+                header_block,
+            )
+
+            failed = [
+                FailedRecipient(
+                    state=r,
+                    reason="expired in the queue without being delivered"
+                    if expired
+                    and before[r.address] is RecipientStatus.PENDING
+                    and r.last_code < 500
+                    else "refused by the server",
+                )
+                for r in newly_failed
+            ]
+            file.seek(0)
+            head = header_block(file.read(MAX_RETURNED_HEADER_BYTES))
+            self.bounce(entry, failed, head, account)
         if newly_failed:
             self.tally.add(bounced=len(newly_failed))
         if all(r.status is not RecipientStatus.PENDING for r in recipients):
-            self.spool.remove(entry.id, sync=False)
+            self.spool.commit_removal(entry.id)
             crash_point("queue.deliver.after-remove")
             self.tally.add(delivered=1)
-            return
+            return True
         delay = retry_delay(
             attempts, minimum=account.queue_retry_min, maximum=account.queue_retry_max
         )
@@ -408,15 +578,18 @@ class _Worker:
                 attempts=attempts,
                 next_attempt=self.now + delay,
                 last_error=_describe(failure, recipients),
-                delay_warned=self.warn_if_delayed(entry, recipients, head, account),
+                delay_warned=self.warn_if_delayed(entry, recipients, file, account),
             )
         )
         crash_point("queue.deliver.after-update")
         self.tally.add(deferred=1)
+        return False
 
     def bounce(
         self, entry: Entry, failed: list[FailedRecipient], head: bytes, account: Account
     ) -> None:
+        from mailhop.queue.bounce import build_dsn  # noqa: PLC0415
+
         notice = build_dsn(
             entry,
             failed,
@@ -432,6 +605,8 @@ class _Worker:
 
     def send_notice(self, entry: Entry, notice: bytes, account: Account) -> None:
         """Queue a notice to the entry's sender from the null sender (durably)."""
+        from mailhop.queue.bounce import bounce_route  # noqa: PLC0415
+
         self.spool.enqueue(
             [notice],
             sender="",
@@ -445,13 +620,14 @@ class _Worker:
         self,
         entry: Entry,
         recipients: Sequence[RecipientState],
-        head: bytes | None,
+        file: IO[bytes] | None,
         account: Account,
     ) -> bool:
         """Send the one delay warning an entry gets once it is old enough.
 
-        Returns the entry's new ``delay_warned``. The warning is queued before the
-        record says so: a crash between the two can repeat a warning, never lose one.
+        ``file``: the entry's open message, if the caller has it. Returns the entry's
+        new ``delay_warned``. The warning is queued before the record says so: a
+        crash between the two can repeat a warning, never lose one.
         """
         warn_after = account.queue_delay_warning
         if entry.delay_warned or entry.is_bounce or not warn_after:
@@ -459,9 +635,21 @@ class _Worker:
         waiting = [r for r in recipients if r.status is RecipientStatus.PENDING]
         if not waiting or self.now - entry.queued_at < warn_after:
             return False
-        if head is None:
-            with self.spool.open_message(entry) as file:
-                head = header_block(file.read(MAX_HEADER_READ_BYTES))
+        # Only now: the DSN code and the header block are for the few late entries.
+        from mailhop.queue.bounce import (  # noqa: PLC0415
+            MAX_RETURNED_HEADER_BYTES,
+            Action,
+            FailedRecipient,
+            build_dsn,
+            header_block,
+        )
+
+        if file is None:
+            with self.spool.open_message(entry) as message:
+                head = header_block(message.read(MAX_RETURNED_HEADER_BYTES))
+        else:
+            file.seek(0)
+            head = header_block(file.read(MAX_RETURNED_HEADER_BYTES))
         notice = build_dsn(
             entry,
             [FailedRecipient(state=r, reason="not delivered yet, still trying") for r in waiting],
