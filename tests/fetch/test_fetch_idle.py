@@ -25,9 +25,10 @@ from tests.fetch.test_fetch_lab import (
     maildir_messages,
     make_message,
     received_message_keys,
+    run_fetch,
     write_config,
 )
-from tests.fetch.test_fetch_soak import SOAK_USER
+from tests.fetch.test_fetch_soak import SOAK_USER, soak_mailbox_taken
 from tests.lab.support import Lab, LabUser, unique_token
 
 pytestmark = pytest.mark.lab
@@ -47,9 +48,10 @@ def idle_user(lab: Lab) -> Iterator[LabUser]:
         user = lab.user(SOAK_USER)
     except KeyError:
         pytest.skip(f"lab user {SOAK_USER} missing: rerun `sudo scripts/lab.sh up`")
-    empty_inbox(lab, user)
-    yield user
-    empty_inbox(lab, user)
+    with soak_mailbox_taken():
+        empty_inbox(lab, user)
+        yield user
+        empty_inbox(lab, user)
 
 
 def wait_for_keys(maildir: Path, keys: set[bytes], timeout: float) -> float:
@@ -64,6 +66,25 @@ def wait_for_keys(maildir: Path, keys: set[bytes], timeout: float) -> float:
         if time.monotonic() - started > timeout:
             raise AssertionError(f"{sorted(keys - present)} not in {maildir} after {timeout} s")
         time.sleep(ARRIVAL_POLL_INTERVAL)
+
+
+def stop_watcher(watcher: subprocess.Popen[str], number: signal.Signals, grace: float) -> str:
+    """Send ``number``; the watcher must end within ``grace`` seconds, quietly, with 0.
+
+    Ctrl-C (SIGINT) and a service manager's SIGTERM are how a watcher is meant to end
+    (see cli/fetch.py). Returns its stderr.
+    """
+    watcher.send_signal(number)
+    try:
+        _stdout, stderr = watcher.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        watcher.communicate()
+        raise AssertionError(f"--idle did not stop within {grace} s of {number.name}") from None
+    assert watcher.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "interrupted" not in stderr, stderr
+    return stderr
 
 
 @pytest.mark.parametrize("port_name", ["imaps", "imap"])
@@ -91,17 +112,7 @@ def test_idle_fetches_new_mail_within_seconds(
         assert seconds < ARRIVAL_SECONDS
         assert watcher.poll() is None, "the watcher exited after new mail"
     finally:
-        watcher.send_signal(signal.SIGINT)
-        try:
-            _stdout, stderr = watcher.communicate(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            watcher.kill()
-            watcher.communicate()
-            raise AssertionError(f"--idle did not stop within {STOP_SECONDS} s of SIGINT") from None
-    # Ctrl-C is how a watcher is meant to end: quietly, with 0 (see cli/fetch.py).
-    assert watcher.returncode == 0, stderr
-    assert "Traceback" not in stderr, stderr
-    assert "interrupted" not in stderr, stderr
+        stderr = stop_watcher(watcher, signal.SIGINT, STOP_SECONDS)
     assert "1 message(s) fetched" in stderr  # the watcher's report of the IDLE fetch
     assert idle_user.password not in stderr
     # keep on: each message exactly once, nothing deleted on the server.
@@ -111,7 +122,7 @@ def test_idle_fetches_new_mail_within_seconds(
 
 
 # The destination hook of the next test: an MDA that stores the message in DIR/new
-# (write, fsync, rename) and, the first time only, appends one more message to the
+# (write in DIR/tmp, fsync, rename) and, the first time only, appends one more message to the
 # server over IMAPS before it returns. So that message arrives while the fetch pass
 # runs, between two UID FETCHes, and Dovecot announces it with an untagged EXISTS
 # in the middle of the pass, not later in IDLE.
@@ -121,12 +132,12 @@ APPENDING_MDA = textwrap.dedent(
 
     directory = sys.argv[1]
     data = sys.stdin.buffer.read()
-    name = os.path.join(directory, "new", uuid.uuid4().hex)
-    with open(name + ".tmp", "wb") as file:
+    name = uuid.uuid4().hex
+    with open(os.path.join(directory, "tmp", name), "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-    os.rename(name + ".tmp", name)
+    os.rename(os.path.join(directory, "tmp", name), os.path.join(directory, "new", name))
     marker = os.path.join(directory, "appended")
     if not os.path.exists(marker):
         context = ssl.create_default_context(cafile=os.environ["HOOK_CA"])
@@ -150,7 +161,8 @@ def test_exists_during_the_fetch_pass_is_fetched_before_idling(
     first, second, during = (make_message(index, token) for index in (1, 2, 3))
     append(lab, idle_user, [first, second])
     out = tmp_path / "out"
-    (out / "new").mkdir(parents=True)
+    for part in ("tmp", "new"):
+        (out / part).mkdir(parents=True)
     hook = tmp_path / "appending_mda.py"
     hook.write_text(APPENDING_MDA)
     (tmp_path / "during.eml").write_bytes(during)
@@ -179,16 +191,7 @@ def test_exists_during_the_fetch_pass_is_fetched_before_idling(
         wait_for_keys(out, set(received_message_keys([during])), ARRIVAL_SECONDS)
         assert watcher.poll() is None, "the watcher exited"
     finally:
-        # What a service manager sends to stop it: the same quiet end as Ctrl-C.
-        watcher.send_signal(signal.SIGTERM)
-        try:
-            _stdout, stderr = watcher.communicate(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            watcher.kill()
-            watcher.communicate()
-            raise
-    assert watcher.returncode == 0, stderr
-    assert "Traceback" not in stderr, stderr
+        stop_watcher(watcher, signal.SIGTERM, STOP_SECONDS)
     assert sorted(received_message_keys(maildir_messages(out))) == sorted(
         received_message_keys([first, second, during])
     )
@@ -203,12 +206,12 @@ SLOW_MDA = textwrap.dedent(
     data = sys.stdin.buffer.read()
     open(os.path.join(directory, "started"), "w").close()
     time.sleep(float(sys.argv[2]))
-    name = os.path.join(directory, "new", uuid.uuid4().hex)
-    with open(name + ".tmp", "wb") as file:
+    name = uuid.uuid4().hex
+    with open(os.path.join(directory, "tmp", name), "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-    os.rename(name + ".tmp", name)
+    os.rename(os.path.join(directory, "tmp", name), os.path.join(directory, "new", name))
     """
 )
 # Long enough that SIGINT surely lands while the MDA holds the first message.
@@ -222,49 +225,34 @@ def test_sigint_mid_message_finishes_it_records_it_and_exits_0(
     first, second = make_message(1, token), make_message(2, token)
     append(lab, idle_user, [first, second])
     out = tmp_path / "out"
-    (out / "new").mkdir(parents=True)
+    for part in ("tmp", "new"):
+        (out / part).mkdir(parents=True)
     hook = tmp_path / "slow_mda.py"
     hook.write_text(SLOW_MDA)
     config = write_config(
         tmp_path, lab, idle_user, "imaps", f"mda:{sys.executable} {hook} {out} {SLOW_MDA_SECONDS}"
     )
     state = tmp_path / "state"
-    command = [
-        sys.executable,
-        "-m",
-        "mailhop",
-        "fetch",
-        "-C",
-        str(config),
-        "--state-dir",
-        str(state),
-    ]
     watcher = subprocess.Popen(
-        [*command, "--idle", "--poll", str(POLL_SECONDS)],
+        [sys.executable, "-m", "mailhop", "fetch", "-C", str(config), "--state-dir", str(state),
+         "--idle", "--poll", str(POLL_SECONDS)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        deadline = time.monotonic() + ARRIVAL_SECONDS
-        while not (out / "started").exists():
-            assert time.monotonic() < deadline, "the first message never reached the MDA"
-            time.sleep(ARRIVAL_POLL_INTERVAL)
-        # Only the watcher gets it (a terminal's Ctrl-C would reach the MDA too).
-        watcher.send_signal(signal.SIGINT)
-        _stdout, stderr = watcher.communicate(timeout=SLOW_MDA_SECONDS + STOP_SECONDS)
-    finally:
-        if watcher.poll() is None:
+    )  # fmt: skip
+    deadline = time.monotonic() + ARRIVAL_SECONDS
+    while not (out / "started").exists():
+        if time.monotonic() > deadline:
             watcher.kill()
             watcher.communicate()
-    assert watcher.returncode == 0, stderr
-    assert "Traceback" not in stderr and "interrupted" not in stderr, stderr
+            raise AssertionError("the first message never reached the MDA")
+        time.sleep(ARRIVAL_POLL_INTERVAL)
+    # Only the watcher gets it (a terminal's Ctrl-C would reach the MDA too).
+    stop_watcher(watcher, signal.SIGINT, SLOW_MDA_SECONDS + STOP_SECONDS)
     # The message in hand was finished and recorded; the next one was left for later.
     assert received_message_keys(maildir_messages(out)) == received_message_keys([first])
     (out / "started").unlink()
-    again = subprocess.run(
-        command, capture_output=True, text=True, timeout=SLOW_MDA_SECONDS + 60, check=False
-    )
+    again = run_fetch(config, state)
     assert again.returncode == 0, again.stderr
     assert sorted(received_message_keys(maildir_messages(out))) == sorted(
         received_message_keys([first, second])
