@@ -13,12 +13,15 @@ version of this test was skipped).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,12 +56,27 @@ TEMPFAIL = 75
 PROCESS_WAIT_SECONDS = 30.0
 
 
+# Suites of several checkouts share the lab: the soak and the IDLE tests empty and
+# fill this one mailbox, so they take it in turns across the machine.
+SOAK_USER_LOCK = "/run/lock/mailhop-lab-fetchsoak.lock"
+
+
+@contextmanager
+def soak_mailbox_taken() -> Iterator[None]:
+    """Hold the machine-wide lock on the ``fetchsoak`` mailbox."""
+    with open(SOAK_USER_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture
-def soak_user(lab: Lab) -> LabUser:
+def soak_user(lab: Lab) -> Iterator[LabUser]:
     try:
-        return lab.user(SOAK_USER)
+        user = lab.user(SOAK_USER)
     except KeyError:
         pytest.skip(f"lab user {SOAK_USER} missing: rerun `sudo scripts/lab.sh up`")
+    with soak_mailbox_taken():
+        yield user
 
 
 @pytest.mark.parametrize("port_name", ["pop3s", "imaps"])

@@ -70,7 +70,18 @@ def main(program: str, arguments: list[str]) -> int:
     ]
 
     if options.idle:
+        # A watcher has no end of its own: Ctrl-C (SIGINT) or a service manager's stop
+        # (SIGTERM) is how it is meant to end, not a failure. So both ask the folder
+        # threads to stop after the message in hand is durable and recorded, and the
+        # exit is a quiet 0. Neither 75 ("temporary failure, try again": untrue) nor
+        # 130 (the shell's "killed by SIGINT", which reads as an abort) would be true.
+        import signal  # noqa: PLC0415
+
         stop = threading.Event()
+        previous = {
+            number: signal.signal(number, lambda _number, _frame: stop.set())
+            for number in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             watch(
                 credentials,
@@ -81,6 +92,8 @@ def main(program: str, arguments: list[str]) -> int:
             )
         finally:
             stop.set()
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         return ExitCode.OK
 
     def progress(folder: str, done: int, total: int) -> None:

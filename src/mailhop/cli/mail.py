@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from mailhop.errors import ExitCode, MailhopError, UsageError
 
 if TYPE_CHECKING:
+    from mailhop.cli.mail_escapes import Draft
     from mailhop.config import Environment
     from mailhop.config.mailrc import MailSettings, SmtpServer
     from mailhop.message import Address
@@ -42,7 +43,8 @@ usage: mail [-s SUBJECT] [-a FILE]... [-c ADDRS] [-b ADDRS] [-r FROM] [-S VAR[=V
             [-A ACCOUNT] [-q FILE] [-M TYPE] [-C 'NAME: VALUE'] [-t] [-E] [-n] [-v]
             [--] ADDRESS...
 
-Reads the message body on standard input and sends it.
+Reads the message body on standard input and sends it. At a terminal, a line
+starting with ~ is an escape: ~? lists them, ~. ends the message, ~q aborts.
 
   -s SUBJECT      the subject (non-ASCII is encoded as RFC 2047 asks)
   -a FILE         attach FILE (with 'set a-is-header': add the header 'Name: value')
@@ -55,6 +57,8 @@ Reads the message body on standard input and sends it.
   -C 'NAME: V'    add a header
   -t              also read To/Cc/Bcc/Subject/From from a header block on stdin
   -E              do not send a message with an empty body (exit 0)
+  -~              tilde escapes (~s ~t ~c ~b ~r ~p ~e ~v ~q ~x ~. ~~ ~?) even when
+                  standard input is not a terminal (at a terminal they are always on)
   -n              do not read the system mail.rc files
   -v              show the SMTP dialogue (authentication redacted)
 
@@ -70,7 +74,7 @@ authentication refused; 69 unavailable; 78 configuration error; 64 usage error.
 # getopt spellings: s-nail/Heirloom options for sending, the read-mode ones so they can be
 # answered clearly, and harmless flags scripts pass (-i ignore interrupts, -N no header
 # summary, -# batch mode, -d dry run is refused by not being listed).
-SHORT_OPTIONS = "s:a:c:b:r:S:A:q:M:C:R:T:vtEn.iN#eHfu:L:V"
+SHORT_OPTIONS = "s:a:c:b:r:S:A:q:M:C:R:T:vtEn.iN#eHfu:L:V~"
 LONG_OPTIONS = ("help", "version")
 # Options that only make sense when reading mailboxes (mailx.md §2.6).
 READ_MODE_OPTIONS = frozenset({"-e", "-H", "-f", "-u", "-L"})
@@ -100,6 +104,7 @@ class MailOptions:
     headers: tuple[str, ...] = ()  # -C "Name: value"
     verbose: bool = False
     read_headers: bool = False  # -t
+    command_escapes: bool = False  # -~ (s-nail): tilde escapes even without a terminal
     skip_empty: bool = False  # -E
     skip_system: bool = False  # -n
     read_mode: bool = False  # -e -H -f -u -L
@@ -139,6 +144,7 @@ def parse_arguments(arguments: Sequence[str]) -> MailOptions:
         }  # fmt: skip
         flags = {
             "-v": "verbose", "-t": "read_headers", "-E": "skip_empty", "-n": "skip_system",
+            "-~": "command_escapes",
             "--help": "show_help", "-V": "show_version", "--version": "show_version",
         }  # fmt: skip
         if option in simple:
@@ -247,8 +253,30 @@ def send_mail(
     else:
         attachments = [load_attachment(path) for path in options.a_values]
     author = _author(options.sender or settings.get("from"))
-    body = _read_body(options, stream)
     subject = options.subject
+    escape = settings.get("escape")
+    if (options.command_escapes or stream.isatty()) and escape != "":
+        from mailhop.cli.mail_escapes import Aborted, Draft  # noqa: PLC0415
+
+        draft = Draft(
+            subject=subject,
+            to=list(options.recipients),
+            cc=list(options.cc),
+            bcc=list(options.bcc),
+            body=bytearray(_quoted_file(options)),
+        )
+        try:
+            draft = _collect(draft, stream, environment, escape or "~", expandaddr=expandaddr)
+        except Aborted:
+            from mailhop.cli.mail_escapes import ABORTED_EXIT_STATUS  # noqa: PLC0415
+
+            return ABORTED_EXIT_STATUS
+        body, subject = bytes(draft.body), draft.subject
+        to, cc, bcc = (
+            _addresses(values, expandaddr=expandaddr) for values in (draft.to, draft.cc, draft.bcc)
+        )
+    else:
+        body = _read_body(options, stream)
     if options.read_headers:
         found, body = _header_block(body)
         to += found.to
@@ -368,21 +396,51 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _quoted_file(options: MailOptions) -> bytes:
+    """``-q FILE``: what the body starts with (empty without ``-q``)."""
+    from mailhop.message.compose import MAX_BODY_BYTES  # noqa: PLC0415
+
+    if options.quote_file is None:
+        return b""
+    try:
+        with open(options.quote_file, "rb") as file:
+            return file.read(MAX_BODY_BYTES + 1)
+    except OSError as error:
+        raise MailhopError(
+            f"-q {options.quote_file}: {error.strerror or error}", exit_code=ExitCode.NOINPUT
+        ) from error
+
+
+def _collect(
+    draft: Draft, stream: BinaryIO, environment: Environment, escape: str, *, expandaddr: bool
+) -> Draft:
+    """The body typed at a terminal, with tilde escapes (``mailhop.cli.mail_escapes``)."""
+    from mailhop.cli.mail_escapes import Terminal, collect  # noqa: PLC0415
+    from mailhop.message.compose import MAX_BODY_BYTES, check_header_value  # noqa: PLC0415
+
+    def check_addresses(value: str, what: str) -> None:
+        # The same checks as for addresses on the command line (security.md B2).
+        check_header_value(value, f"an address given with {what}")
+        _addresses([value], expandaddr=expandaddr)
+
+    terminal = Terminal(
+        input=stream,
+        output=sys.stdout,
+        environ=environment.variables,
+        home=environment.home,
+        escape=escape[0],
+        check_addresses=check_addresses,
+        check_subject=lambda value: check_header_value(value, "the subject (~s)"),
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+    return collect(draft, terminal)
+
+
 def _read_body(options: MailOptions, stream: BinaryIO) -> bytes:
     """``-q FILE`` then standard input, whole; a lone ``.`` never ends it (``set dot``)."""
     from mailhop.message.compose import MAX_BODY_BYTES  # noqa: PLC0415
 
-    parts: list[bytes] = []
-    if options.quote_file is not None:
-        try:
-            with open(options.quote_file, "rb") as file:
-                parts.append(file.read(MAX_BODY_BYTES + 1))
-        except OSError as error:
-            raise MailhopError(
-                f"-q {options.quote_file}: {error.strerror or error}", exit_code=ExitCode.NOINPUT
-            ) from error
-    parts.append(stream.read(MAX_BODY_BYTES + 1))
-    body = b"".join(parts)
+    body = _quoted_file(options) + stream.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
         raise MailhopError(
             f"the message body is larger than {MAX_BODY_BYTES} bytes; send it with "

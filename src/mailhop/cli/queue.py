@@ -6,7 +6,8 @@
     mailhop queue retry ID... | --all              make entries due now and run them
     mailhop queue hold ID... / release ID...       keep an entry from being sent / undo
     mailhop queue remove ID...                     delete an entry (logged to stderr)
-    mailhop queue install-timer [--remove]         systemd timer or cron.d entry
+    mailhop queue install-timer [--interval MIN] [--log FILE] [--remove]
+                                                   systemd timer or cron entry
 
 Every command takes ``--queue-dir DIR`` and ``-C FILE`` (whose default account's
 ``queue_dir`` is used when ``--queue-dir`` is not given).
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
 # forever with stale configuration).
 WATCH_INTERVAL_SECONDS = 60.0
 MAX_WATCH_SECONDS = 24 * 3600
-# How often the installed timer runs the queue.
-TIMER_INTERVAL_MINUTES = 5
-SYSTEMD_UNIT_DIRECTORY = "/etc/systemd/system"
-CRON_FILE = "/etc/cron.d/mailhop-queue"
-UNIT_NAME = "mailhop-queue"
 
 
 def spool_for(queue_dir: str | None, config_file: str | None, account: str | None = None) -> Spool:
@@ -84,7 +80,11 @@ def main(program: str, arguments: list[str]) -> int:
     retry.add_argument("ids", nargs="*", metavar="ID")
     retry.add_argument("--all", action="store_true")
     timer = sub.add_parser("install-timer", help="run the queue regularly", parents=[common])
-    timer.add_argument("--remove", action="store_true")
+    timer.add_argument("--remove", action="store_true", help="delete what install-timer wrote")
+    timer.add_argument(
+        "--interval", type=int, metavar="MINUTES", help="how often to run (default 5)"
+    )
+    timer.add_argument("--log", metavar="FILE", help="where cron appends the run's output")
     try:
         options = parser.parse_args(arguments)
     except SystemExit as error:
@@ -108,7 +108,22 @@ def main(program: str, arguments: list[str]) -> int:
         return _set_held(spool, options.ids, held=options.command == "hold")
     if options.command == "remove":
         return _remove(spool, options.ids, name)
-    return install_timer(remove=options.remove, queue_dir=spool.root, config_file=config_file)
+    return _install_timer(options, spool.root, config_file)
+
+
+def _install_timer(options: argparse.Namespace, queue_dir: str, config_file: str | None) -> int:
+    from mailhop.cli import queue_timer  # noqa: PLC0415
+
+    if options.remove:
+        return queue_timer.remove_timer()
+    return queue_timer.install_timer(
+        queue_timer.TimerRequest(
+            queue_dir=os.path.abspath(queue_dir),
+            config_file=config_file,
+            interval_minutes=options.interval or queue_timer.DEFAULT_INTERVAL_MINUTES,
+            log_file=options.log and os.path.abspath(options.log),
+        )
+    )
 
 
 def _route_again(
@@ -294,67 +309,6 @@ def _remove(spool: Spool, ids: list[str], program: str) -> int:
             spool.remove(entry_id)
         recipients = ", ".join(r.address for r in entry.pending)
         sys.stderr.write(f"{program}: removed {entry_id} from <{entry.sender}> to {recipients}\n")
-    return ExitCode.OK
-
-
-def install_timer(*, remove: bool, queue_dir: str, config_file: str | None) -> int:
-    """Write (or remove) a systemd timer if systemd runs this machine, else a cron.d file."""
-    import shlex  # noqa: PLC0415
-
-    from mailhop.store.durable import write_atomically  # noqa: PLC0415
-
-    systemd = os.path.isdir("/run/systemd/system")
-    service = os.path.join(SYSTEMD_UNIT_DIRECTORY, f"{UNIT_NAME}.service")
-    timer = os.path.join(SYSTEMD_UNIT_DIRECTORY, f"{UNIT_NAME}.timer")
-    argv = [sys.executable, "-m", "mailhop", "queue", "--queue-dir", queue_dir]
-    if config_file:
-        argv += ["-C", config_file]
-    argv.append("run")
-    command = " ".join(shlex.quote(word) for word in argv)
-    try:
-        if remove:
-            for path in (service, timer, CRON_FILE):
-                if os.path.exists(path):
-                    os.unlink(path)
-                    sys.stdout.write(f"removed {path}\n")
-            return ExitCode.OK
-        if systemd:
-            write_atomically(
-                service,
-                [
-                    f"[Unit]\nDescription=Deliver mailhop's queued mail\n\n[Service]\n"
-                    f"Type=oneshot\nExecStart={command}\n".encode()
-                ],
-                mode=0o644,
-            )
-            write_atomically(
-                timer,
-                [
-                    f"[Unit]\nDescription=Run mailhop's queue every {TIMER_INTERVAL_MINUTES} "
-                    f"minutes\n\n[Timer]\nOnBootSec=1min\nOnUnitActiveSec={TIMER_INTERVAL_MINUTES}min\n"
-                    f"\n[Install]\nWantedBy=timers.target\n".encode()
-                ],
-                mode=0o644,
-            )
-            sys.stdout.write(
-                f"wrote {service} and {timer}; enable with: "
-                f"systemctl enable --now {UNIT_NAME}.timer\n"
-            )
-        else:
-            user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
-            write_atomically(
-                CRON_FILE,
-                [
-                    f"# mailhop: deliver queued mail\n*/{TIMER_INTERVAL_MINUTES} * * * * {user} "
-                    f"{command} >/dev/null 2>&1\n".encode()
-                ],
-                mode=0o644,
-            )
-            sys.stdout.write(f"wrote {CRON_FILE}\n")
-    except OSError as error:
-        raise MailhopError(
-            f"cannot write the timer: {error.strerror}; run as root", exit_code=ExitCode.CANTCREAT
-        ) from error
     return ExitCode.OK
 
 

@@ -9,8 +9,10 @@ an exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from mailhop.config.model import Protocol
@@ -43,6 +45,12 @@ DEFAULT_POLL_SECONDS = 300.0
 # 10 minutes so a long outage costs few connection attempts.
 MIN_BACKOFF_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 600.0
+# After ``stop`` is set, how long ``watch`` waits for each folder's thread to finish
+# the message in hand and log out. An idling thread notices within a second; one in
+# the middle of a message needs that message's transfer. A thread still busy after
+# this is abandoned: what it was writing is not yet recorded, so it is fetched again
+# next time (a duplicate at worst, never a loss).
+STOP_GRACE_SECONDS = 30.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -125,6 +133,9 @@ def watch(
     for thread in threads:
         while thread.is_alive() and not stop.is_set():
             thread.join(1.0)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
 
 
 def _watch_folder(
@@ -145,20 +156,30 @@ def _watch_folder(
         try:
             session = open_session(account, password)
             try:
-                while not stop.is_set():
+                while True:
                     if isinstance(session, Pop3Session):
-                        result = fetch_pop3(session, destination, state)
+                        result = fetch_pop3(session, destination, state, stop=stop.is_set)
                     else:
-                        result = fetch_imap_folder(session, folder, destination, state)
+                        result = fetch_imap_folder(
+                            session, folder, destination, state, stop=stop.is_set
+                        )
                     if result.fetched:
                         report(f"{account.name}/{folder}: {result.fetched} message(s) fetched")
                     backoff = MIN_BACKOFF_SECONDS
+                    if stop.is_set():
+                        _log_out_quietly(session)
+                        break
                     if (
                         account.protocol is Protocol.IMAP
                         and isinstance(session, ImapSession)
                         and "IDLE" in session.core.capabilities
                     ):
-                        session.idle(idle_seconds)
+                        if session.new_mail_announced:
+                            continue  # announced during the pass: fetch it before idling
+                        session.idle(idle_seconds, stop.is_set)
+                        if stop.is_set():
+                            _log_out_quietly(session)
+                            break
                     else:
                         if isinstance(session, ImapSession):
                             session.logout()
@@ -170,3 +191,11 @@ def _watch_folder(
             report(f"{account.name}/{folder}: {error}; retrying in {backoff:g} seconds")
             stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def _log_out_quietly(session: ImapSession | Pop3Session) -> None:
+    """End an IMAP session politely when stopping; a failure there changes nothing."""
+    if isinstance(session, ImapSession):
+        # The stored mail is durable and recorded; the connection closes anyway.
+        with contextlib.suppress(MailhopError):
+            session.logout()

@@ -16,6 +16,7 @@ run deletes it without fetching. Nothing is ever deleted that is not durable her
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "ImapSession",
     "Pop3Session",
     "Progress",
+    "StopRequested",
     "fetch_imap_folder",
     "fetch_pop3",
     "open_session",
@@ -50,9 +52,14 @@ RECEIVE_CHUNK_BYTES = 256 * 1024
 # limit); re-issuing IDLE every 25 minutes keeps well inside it, with slack for NAT
 # boxes that also drop quiet connections.
 DEFAULT_IDLE_REISSUE_SECONDS = 25 * 60
+# While idling, how often the watcher looks whether it was asked to stop: Ctrl-C
+# should end ``fetch --idle`` within about a second, not at the next re-issue.
+IDLE_STOP_CHECK_SECONDS = 1.0
 
 Progress = Callable[[str, int, int], None]
 """(folder, messages done, messages to do)."""
+StopRequested = Callable[[], bool]
+"""True once the watcher should stop (checked between messages, and while idling)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -177,6 +184,12 @@ class Pop3Session(_Session):
             tls_active=account.tls_mode is TlsMode.IMPLICIT,
             allow_plaintext_auth=account.account.allow_plaintext_auth,
         )
+        # The selected mailbox's size as the server last told it (None outside a
+        # selected mailbox), and whether it grew since the SELECT: an EXISTS may come
+        # with any response (RFC 3501 §7.3.1), also in the middle of a fetch pass,
+        # after its search; the server does not repeat it when IDLE starts.
+        self.known_size: int | None = None
+        self.new_mail_announced = False
         greeting = self.next_event()
         if not isinstance(greeting, pop3.Greeting) or not greeting.ok:
             self.close()
@@ -273,6 +286,7 @@ def fetch_pop3(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    stop: StopRequested | None = None,
 ) -> FolderResult:
     account = session.account
     listing = session.uidl()
@@ -288,6 +302,8 @@ def fetch_pop3(
         state_file.save(state)
     fetched = octets = 0
     for number, uid in todo:
+        if stop is not None and stop():
+            break  # what is fetched so far is durable and recorded
         octets += _deliver(destination, session.retrieve(number))
         crash_point("fetch.delivered")
         state = dataclasses.replace(state, uidls=state.uidls | {uid})
@@ -325,6 +341,12 @@ class ImapSession(_Session):
             starttls_required=starttls,
             allow_plaintext_auth=account.account.allow_plaintext_auth,
         )
+        # The selected mailbox's size as the server last told it (None outside a
+        # selected mailbox), and whether it grew since the SELECT: an EXISTS may come
+        # with any response (RFC 3501 §7.3.1), also in the middle of a fetch pass,
+        # after its search; the server does not repeat it when IDLE starts.
+        self.known_size: int | None = None
+        self.new_mail_announced = False
         greeting = self.next_event()
         if not isinstance(greeting, imap.Greeting) or greeting.status != "OK":
             self.close()
@@ -340,6 +362,19 @@ class ImapSession(_Session):
                 raise self._no_tls("refused STARTTLS")
             self.start_tls()
         self.login()
+
+    def next_event(self, timeout: float | None = None) -> Any:  # noqa: ANN401 - as the base
+        event = super().next_event(timeout)
+        if self.known_size is not None:
+            if isinstance(event, imap.MailboxSize):
+                # EXISTS counts messages; only a growth is new mail (an EXPUNGE
+                # already lowered the count we compare with, RFC 3501 §7.4.1).
+                if event.exists > self.known_size:
+                    self.new_mail_announced = True
+                self.known_size = event.exists
+            elif isinstance(event, imap.Expunged):
+                self.known_size = max(self.known_size - 1, 0)
+        return event
 
     def next_event_skipping_untagged(self, timeout: float | None = None) -> imap.ImapEvent:
         while True:
@@ -384,12 +419,16 @@ class ImapSession(_Session):
             self.command(imap.Capability())
 
     def select(self, folder: str, *, read_only: bool) -> imap.MailboxStatus:
+        self.known_size = None  # the SELECT's own EXISTS is the size, not new mail
         completed = self.command(imap.Select(mailbox=folder, read_only=read_only))
         if not completed.ok or self.core.mailbox is None:
             raise FetchServerError(
                 f"{self.account.name}: cannot open folder {folder!r}: {completed.text}"
             )
-        return self.core.mailbox  # type: ignore[no-any-return]
+        mailbox: imap.MailboxStatus = self.core.mailbox
+        self.known_size = mailbox.exists
+        self.new_mail_announced = False
+        return mailbox
 
     def search_all(self) -> list[int]:
         self.send(imap.UidSearch())
@@ -439,31 +478,35 @@ class ImapSession(_Session):
         finally:
             self.close()
 
-    def idle(self, seconds: float) -> bool:
-        """IDLE up to ``seconds``; True if new mail (EXISTS) arrived (RFC 2177)."""
+    def idle(self, seconds: float, stop: StopRequested | None = None) -> bool:
+        """IDLE up to ``seconds``; True if new mail (EXISTS) arrived (RFC 2177).
+
+        The caller checks ``new_mail_announced`` first: mail announced during the
+        fetch pass is not announced again here. Returns soon after ``stop()`` turns
+        true, ending the IDLE with DONE.
+        """
         self.send(imap.Idle())
         # A message that arrived after the fetch's search but before IDLE is announced
         # by an EXISTS the server sends with (or before) its "+ idling": it counts, or
         # that mail would wait until the next re-issue, many minutes later.
-        new_mail = False
         while not isinstance(event := self.next_event(), imap.Continuation):
-            if isinstance(event, imap.MailboxSize):
-                new_mail = True
-            elif event is not None and not isinstance(
-                event, imap.UntaggedStatus | imap.CapabilityList | imap.Expunged
+            if event is not None and not isinstance(
+                event, imap.MailboxSize | imap.UntaggedStatus | imap.CapabilityList | imap.Expunged
             ):
                 raise FetchServerError(f"{self.account.name}: the server refused IDLE")
-        try:
-            while not new_mail:
-                event = self.next_event(seconds)
-                if isinstance(event, imap.MailboxSize):
-                    new_mail = True
-        except NetTimeoutError:
-            pass
+        deadline = time.monotonic() + seconds
+        while not self.new_mail_announced and not (stop is not None and stop()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                self.next_event(min(remaining, IDLE_STOP_CHECK_SECONDS))
+            except NetTimeoutError:
+                continue  # nothing arrived in this slice
         self.send(imap.Done())
         while not isinstance(self.next_event(), imap.Completed):
             pass
-        return new_mail
+        return self.new_mail_announced
 
 
 def _sequence_set(uids: list[int]) -> str:
@@ -488,6 +531,7 @@ def fetch_imap_folder(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    stop: StopRequested | None = None,
 ) -> FolderResult:
     account = session.account
     mailbox = session.select(folder, read_only=account.keep or dry_run)
@@ -501,6 +545,8 @@ def fetch_imap_folder(
         return FolderResult(folder=folder, would_fetch=tuple(str(uid) for uid in todo))
     fetched = octets = 0
     for uid in todo:
+        if stop is not None and stop():
+            break  # what is fetched so far is durable and recorded
         octets += _deliver(destination, session.fetch_body(uid))
         crash_point("fetch.delivered")
         state = dataclasses.replace(state, last_uid=uid)
