@@ -13,21 +13,30 @@ Public API::
 message it could not deliver now: ``recipients`` are ``(address, Route)`` pairs, so
 an entry can hold local recipients (``Route.LOCAL``) as well as relayed ones.
 Modules: ``spool`` (layout, records, locks), ``policy`` (retry), ``runner``,
-``bounce`` (RFC 3464 DSN), ``errors``.
+``bounce`` (RFC 3464 DSN), ``errors``, ``location`` (where the queue lives) and
+``kick``.
+
+The spool's names are loaded on first use (PEP 562 ``__getattr__``): importing
+``mailhop.queue.location`` or ``mailhop.queue.kick`` runs this file first, and a
+successful send, which only asks whether older mail waits, must not pay for the
+spool's records, checksums and JSON.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mailhop.queue.location import queue_directory
-from mailhop.queue.spool import (
-    Entry,
-    RecipientState,
-    RecipientStatus,
-    Route,
-    Spool,
-)
+
+if TYPE_CHECKING:
+    from mailhop.queue.spool import (
+        Entry,
+        RecipientState,
+        RecipientStatus,
+        Route,
+        Spool,
+    )
 
 __all__ = [
     "Entry",
@@ -59,6 +68,8 @@ def enqueue(
         UsageError: an envelope value holds CR, LF or NUL (64; nothing written).
         StoreError: the disk refused (no space: 75; nothing left behind).
     """
+    from mailhop.queue.spool import Spool  # noqa: PLC0415 - see the module docstring
+
     return Spool(queue_dir).enqueue(
         chunks,
         sender=sender,
@@ -70,3 +81,16 @@ def enqueue(
         first_failure=first_failure,
         retry_after=retry_after,
     )
+
+
+# The names this package re-exports from ``spool``, loaded on first access.
+_SPOOL_NAMES = frozenset({"Entry", "RecipientState", "RecipientStatus", "Route", "Spool"})
+
+
+def __getattr__(name: str) -> object:
+    """PEP 562: ``from mailhop.queue import Spool`` imports the spool then, not before."""
+    if name in _SPOOL_NAMES:
+        from mailhop.queue import spool  # noqa: PLC0415 - see the module docstring
+
+        return getattr(spool, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
