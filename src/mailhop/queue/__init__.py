@@ -16,7 +16,7 @@ Modules: ``spool`` (layout, records, locks), ``policy`` (retry), ``runner``,
 ``bounce`` (RFC 3464 DSN), ``errors``, ``location`` (where the queue lives) and
 ``kick``.
 
-The spool's names are loaded on first use (PEP 562 ``__getattr__``): importing
+The spool's names load on first use (``mailhop._lazy``): importing
 ``mailhop.queue.location`` or ``mailhop.queue.kick`` runs this file first, and a
 successful send, which only asks whether older mail waits, must not pay for the
 spool's records, checksums and JSON.
@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from mailhop._lazy import lazy_exports
 from mailhop.queue.location import queue_directory
 
 if TYPE_CHECKING:
@@ -83,14 +84,11 @@ def enqueue(
     )
 
 
-# The names this package re-exports from ``spool``, loaded on first access.
-_SPOOL_NAMES = frozenset({"Entry", "RecipientState", "RecipientStatus", "Route", "Spool"})
-
-
-def __getattr__(name: str) -> object:
-    """PEP 562: ``from mailhop.queue import Spool`` imports the spool then, not before."""
-    if name in _SPOOL_NAMES:
-        from mailhop.queue import spool  # noqa: PLC0415 - see the module docstring
-
-        return getattr(spool, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Hidden from mypy, which then checks every imported name against the imports above.
+if not TYPE_CHECKING:
+    __getattr__ = lazy_exports(
+        __name__,
+        dict.fromkeys(
+            ("Entry", "RecipientState", "RecipientStatus", "Route", "Spool"), "mailhop.queue.spool"
+        ),
+    )
