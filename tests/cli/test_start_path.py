@@ -26,6 +26,9 @@ from tests.deliver.scripted_server import ReferenceServer
 # A subprocess that has not finished by then is hung: fail rather than wait.
 RUN_TIMEOUT_SECONDS = 60
 
+# What coverage.py (patch = ["subprocess"]) and pytest-cov set to follow a child.
+COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START", "COV_CORE_SOURCE")
+
 # Runs the sendmail personality as ``python -m mailhop sendmail`` does, then prints
 # the modules the process holds: after main(), so lazy imports count too.
 SNAPSHOT = """\
@@ -85,6 +88,11 @@ def loaded_modules(
         # The kick starts another process; what that one imports is the runner's.
         "MAILHOP_QUEUE_NO_KICK": "1",
     }
+    # Under scripts/test.sh coverage follows subprocesses (pyproject's patch =
+    # ["subprocess"]) and its own imports (hashlib, sqlite3 ...) would count here:
+    # this process is inspected, not measured.
+    for variable in COVERAGE_VARIABLES:
+        environment.pop(variable, None)
     result = subprocess.run(
         [sys.executable, "-c", SNAPSHOT, "-C", str(config), *arguments],
         input=message,
