@@ -58,8 +58,12 @@ def read_mailname(path: str = MAILNAME_PATH) -> str | None:
 
 @functools.cache
 def _fully_qualified(host: str) -> str:
+    # An ASCII name is its own IDNA form (RFC 3490 §4.1 ToASCII): as bytes it spares every
+    # sendmail process the idna codec (encodings.idna, stringprep, unicodedata) that
+    # getaddrinfo loads to encode a str.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
     try:
-        results = socket.getaddrinfo(host, None, flags=socket.AI_CANONNAME)
+        results = socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME)
     except OSError:
         return host
     for result in results:
