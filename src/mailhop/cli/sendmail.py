@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
 from mailhop.cli.sendmail_options import Mode, SendmailOptions, parse
@@ -280,7 +281,6 @@ def _deliver(
     sender: Address,
     recipients: Recipients,
 ) -> int:
-    from mailhop.deliver.log import DeliveryRecord  # noqa: PLC0415
     from mailhop.deliver.relay import relay  # noqa: PLC0415
 
     def show(line: str) -> None:
@@ -289,16 +289,28 @@ def _deliver(
     def warn(line: str) -> None:
         sys.stderr.write(f"{program}: warning: {line}\n")
 
-    record = DeliveryRecord(
-        host=account.socket or account.host or "",
-        via_socket=account.socket is not None,
-        tls=account.tls,
-        auth=account.auth.value != "off",
-        user=account.user,
-        envelope_from=sender.addr_spec,
-        recipients=tuple(address.addr_spec for address in recipients.addresses),
-        exit_code=ExitCode.OK,
-    )
+    def log(outcome: Callable[[DeliveryRecord], DeliveryRecord]) -> None:
+        """Write the log line of this attempt, if the account keeps a log.
+
+        The log module is imported only then: most accounts log nothing, and a
+        ``queue always`` enqueue should not load what it does not use.
+        """
+        if not (account.logfile or account.syslog):
+            return
+        from mailhop.deliver.log import DeliveryRecord  # noqa: PLC0415
+
+        record = DeliveryRecord(
+            host=account.socket or account.host or "",
+            via_socket=account.socket is not None,
+            tls=account.tls,
+            auth=account.auth.value != "off",
+            user=account.user,
+            envelope_from=sender.addr_spec,
+            recipients=tuple(address.addr_spec for address in recipients.addresses),
+            exit_code=ExitCode.OK,
+        )
+        _log(account, outcome(record))
+
     try:
         # The queue modes (issue #4): send now, or keep durably and exit 0.
         outcome = relay(
@@ -313,14 +325,14 @@ def _deliver(
             settings=_settings(options),
         )
     except MailhopError as error:
-        _log(account, _failed(record, error))
+        log(_failed(error))
         error.details = (*error.details, f"could not send mail ({account.where})")
         raise
     receipt = outcome.receipt
     if receipt is None:
         deferred = outcome.deferred_by
         if deferred is not None:
-            _log(account, _failed(record, deferred))
+            log(_failed(deferred))
             warn(f"{deferred}; the message is queued as {outcome.queue_id} and will be retried")
         elif options.verbose:
             show(f"queued as {outcome.queue_id}")
@@ -329,31 +341,35 @@ def _deliver(
     from mailhop.deliver.smtp import reply_lines  # noqa: PLC0415
 
     reply = receipt.acceptance.reply
-    _log(
-        account,
-        dataclasses.replace(
+    log(
+        lambda record: dataclasses.replace(
             record,
             mailsize=receipt.acceptance.mailsize,
             smtp_status=reply.code,
             smtp_message=reply_lines(reply),
             message_id=receipt.message_id,
-        ),
+        )
     )
     return ExitCode.OK
 
 
-def _failed(record: DeliveryRecord, error: MailhopError) -> DeliveryRecord:
-    from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
+def _failed(error: MailhopError) -> Callable[[DeliveryRecord], DeliveryRecord]:
+    """What ``error`` adds to an attempt's log record."""
 
-    if isinstance(error, ServerReplyError):
-        return dataclasses.replace(
-            record,
-            smtp_status=error.code,
-            smtp_message=error.lines,
-            error_message=str(error),
-            exit_code=error.exit_code,
-        )
-    return dataclasses.replace(record, error_message=str(error), exit_code=error.exit_code)
+    def outcome(record: DeliveryRecord) -> DeliveryRecord:
+        from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
+
+        if isinstance(error, ServerReplyError):
+            return dataclasses.replace(
+                record,
+                smtp_status=error.code,
+                smtp_message=error.lines,
+                error_message=str(error),
+                exit_code=error.exit_code,
+            )
+        return dataclasses.replace(record, error_message=str(error), exit_code=error.exit_code)
+
+    return outcome
 
 
 def _log(account: Account, record: DeliveryRecord) -> None:

@@ -20,11 +20,16 @@ Modules: ``model`` (Account and enums), ``msmtprc`` (grammar and the COMMANDS
 table), ``files`` (lookup, secrets check, merge), ``accounts`` (selection,
 overrides, substitutions, checks), ``password`` (password sources), ``pretend``.
 The submodules import only the standard library's light modules; ``subprocess``,
-``keyring``, ``termios`` and friends are imported when a function needs them.
+``keyring``, ``termios`` and friends are imported when a function needs them, and
+``password`` and ``pretend`` load on first use (``mailhop._lazy``): a queued
+message needs neither.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from mailhop._lazy import lazy_exports
 from mailhop.config.accounts import (
     Resolution,
     Selection,
@@ -53,8 +58,10 @@ from mailhop.config.model import (
     TlsMode,
     ToHeader,
 )
-from mailhop.config.password import get_password
-from mailhop.config.pretend import render_pretend
+
+if TYPE_CHECKING:
+    from mailhop.config.password import get_password
+    from mailhop.config.pretend import render_pretend
 
 __all__ = [
     "Account",
@@ -83,3 +90,10 @@ __all__ = [
     "resolve",
     "select_account",
 ]
+
+# Hidden from mypy, which then checks every imported name against the imports above.
+if not TYPE_CHECKING:
+    __getattr__ = lazy_exports(
+        __name__,
+        {"get_password": "mailhop.config.password", "render_pretend": "mailhop.config.pretend"},
+    )

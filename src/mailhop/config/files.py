@@ -169,12 +169,10 @@ def check_secure(path: str, status: os.stat_result, environment: Environment) ->
     Raises:
         InsecureConfigError: with the command that fixes it.
     """
-    import shlex  # noqa: PLC0415 - only on the error path
-
-    quoted = shlex.quote(path)
     if not (stat.S_ISREG(status.st_mode) or stat.S_ISFIFO(status.st_mode)):
         raise InsecureConfigError(f"{path}: contains secrets and therefore must be a regular file")
     if status.st_uid != environment.euid:
+        quoted = _shell_quoted(path)
         raise InsecureConfigError(
             f"{path}: contains secrets and therefore must be owned by you "
             f"(uid {environment.euid}, not {status.st_uid}); "
@@ -184,5 +182,12 @@ def check_secure(path: str, status: os.stat_result, environment: Environment) ->
         raise InsecureConfigError(
             f"{path}: contains secrets and therefore must have no more than user "
             f"read/write permissions (mode {stat.S_IMODE(status.st_mode):03o}); "
-            f"run: chmod 600 {quoted}"
+            f"run: chmod 600 {_shell_quoted(path)}"
         )
+
+
+def _shell_quoted(path: str) -> str:
+    """``path`` as the fix command a user pastes into a shell must spell it."""
+    import shlex  # noqa: PLC0415 - only on the error path: every send with a password checks
+
+    return shlex.quote(path)

@@ -23,6 +23,7 @@ from mailhop.message import Address, Recipients
 
 if TYPE_CHECKING:
     from mailhop.config import Account
+    from mailhop.deliver.aliases import Destination
     from mailhop.message import Message
 
 __all__ = [
@@ -57,8 +58,12 @@ def read_mailname(path: str = MAILNAME_PATH) -> str | None:
 
 @functools.cache
 def _fully_qualified(host: str) -> str:
+    # An ASCII name is its own IDNA form (RFC 3490 §4.1 ToASCII): as bytes it spares every
+    # sendmail process the idna codec (encodings.idna, stringprep, unicodedata) that
+    # getaddrinfo loads to encode a str.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
     try:
-        results = socket.getaddrinfo(host, None, flags=socket.AI_CANONNAME)
+        results = socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME)
     except OSError:
         return host
     for result in results:
@@ -131,39 +136,36 @@ def route_and_deliver_locally(
     Raises:
         AliasError, LocalDeliveryError, StoreError, DeliveryError (see their codes).
     """
-    import os  # noqa: PLC0415
-
-    from mailhop.deliver.aliases import (  # noqa: PLC0415
-        AliasFormat,
-        DestinationKind,
-        expand,
-        load_aliases,
-    )
-    from mailhop.deliver.local import LocalSettings, MailboxKind, deliver_locally  # noqa: PLC0415
-    from mailhop.message.system_mail import SystemMailSettings, fix_system_mail  # noqa: PLC0415
-
     domains = LocalDomains(account.local_domains)
-    system = None
-    if account.system_aliases and os.path.exists(account.system_aliases):
-        system = load_aliases(account.system_aliases)
-    msmtp = load_aliases(account.aliases, AliasFormat.MSMTP) if account.aliases else None
-    expansion = expand(
-        [address.addr_spec for address in recipients.addresses],
-        system=system,
-        msmtp=msmtp,
-        is_local_domain=domains.__contains__,
-    )
-    local = [d for d in expansion.destinations if d.kind is not DestinationKind.ADDRESS]
-    remote = [d for d in expansion.destinations if d.kind is DestinationKind.ADDRESS]
+    addresses = [address.addr_spec for address in recipients.addresses]
+    local: list[Destination] = []
+    if any(domains.is_local_address(address) for address in addresses):
+        local, remote = _expand_aliases(account, addresses, domains)
+    else:
+        # Both alias tables name local users only (aliases(5) applies to local
+        # recipients, msmtp's file to bare names, which are local), so with no local
+        # recipient there is nothing to expand or deliver here: the alias and local
+        # delivery code is not even imported on cron's usual path to the relay.
+        # Duplicates are dropped as expansion drops them: the first, ignoring case.
+        first: dict[str, str] = {}
+        for address in addresses:
+            first.setdefault(address.lower(), address)
+        remote = list(first.values())
     if remote and relay_problem is not None:
         raise DeliveryError(
-            f"mail for {remote[0].value} must go through a relay account, and none is "
+            f"mail for {remote[0]} must go through a relay account, and none is "
             f"configured ({relay_problem}); nothing was delivered, keep the message and "
             "try again once an account exists (mailhop configure, or ~/.msmtprc)",
             exit_code=ExitCode.TEMPFAIL,
         )
     done: tuple[str, ...] = ()
     if local:
+        from mailhop.deliver.local import (  # noqa: PLC0415 - only with local recipients
+            LocalSettings,
+            MailboxKind,
+            deliver_locally,
+        )
+
         settings = LocalSettings(
             spool_directory=account.mail_spool,
             mailbox=MailboxKind(account.local_mailbox),
@@ -173,6 +175,8 @@ def route_and_deliver_locally(
         done = tuple(delivery.where for delivery in deliveries)
     if not remote:
         return RoutedMail(remote=None, message=message, sender=sender, local_deliveries=done)
+    from mailhop.message.system_mail import SystemMailSettings, fix_system_mail  # noqa: PLC0415
+
     relay_sender = sender
     if not sender.is_null and not sender.domain:
         # RFC 5321 §4.1.2: a reverse-path beyond this machine needs a domain. A bare
@@ -193,10 +197,33 @@ def route_and_deliver_locally(
         line_ending=message.line_ending,
     )
     by_spec = {address.addr_spec: address for address in recipients.addresses}
-    addresses = tuple(by_spec.get(d.value) or Address(addr_spec=d.value) for d in remote)
+    relayed = tuple(by_spec.get(spec) or Address(addr_spec=spec) for spec in remote)
     return RoutedMail(
-        remote=Recipients(addresses=addresses, hidden=recipients.hidden),
+        remote=Recipients(addresses=relayed, hidden=recipients.hidden),
         message=message.with_headers(fixed),
         sender=relay_sender,
         local_deliveries=done,
     )
+
+
+def _expand_aliases(
+    account: Account, addresses: list[str], domains: LocalDomains
+) -> tuple[list[Destination], list[str]]:
+    """The local destinations and the remote addresses after both alias tables."""
+    import os  # noqa: PLC0415
+
+    from mailhop.deliver.aliases import (  # noqa: PLC0415 - only with local recipients
+        AliasFormat,
+        DestinationKind,
+        expand,
+        load_aliases,
+    )
+
+    system = None
+    if account.system_aliases and os.path.exists(account.system_aliases):
+        system = load_aliases(account.system_aliases)
+    msmtp = load_aliases(account.aliases, AliasFormat.MSMTP) if account.aliases else None
+    expansion = expand(addresses, system=system, msmtp=msmtp, is_local_domain=domains.__contains__)
+    local = [d for d in expansion.destinations if d.kind is not DestinationKind.ADDRESS]
+    remote = [d.value for d in expansion.destinations if d.kind is DestinationKind.ADDRESS]
+    return local, remote

@@ -21,9 +21,7 @@ from mailhop.message import (
     Message,
     OptionalHeader,
     Recipients,
-    ServerCapabilities,
     ToHeader,
-    prepare_transfer,
     rewrite_headers,
 )
 
@@ -94,6 +92,7 @@ def submit(
     )
     message_id = headers.get("Message-ID")
     from mailhop.deliver.smtp import Envelope, Outgoing, SmtpSession  # noqa: PLC0415
+    from mailhop.message import ServerCapabilities, prepare_transfer  # noqa: PLC0415
 
     envelope = Envelope(
         sender=sender.addr_spec,

@@ -21,11 +21,15 @@ Read stdin, find the recipients, rewrite the headers, fit the message to the ser
 
 Only the standard library is used, and only the light parts of it on this path: the
 ``email`` package is imported when a message must be re-encoded, ``tempfile`` when a
-body outgrows memory.
+body outgrows memory. ``transfer`` (fitting a message to a server) loads on first
+use (``mailhop._lazy``): a queued message is not sent by this process.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from mailhop._lazy import lazy_exports
 from mailhop.message.addresses import Address, parse_address_list, parse_envelope_sender
 from mailhop.message.body import BodyScan, Spool
 from mailhop.message.errors import (
@@ -46,12 +50,14 @@ from mailhop.message.rewrite import (
     ToHeader,
     rewrite_headers,
 )
-from mailhop.message.transfer import (
-    ServerCapabilities,
-    Transfer,
-    TransferForm,
-    prepare_transfer,
-)
+
+if TYPE_CHECKING:
+    from mailhop.message.transfer import (
+        ServerCapabilities,
+        Transfer,
+        TransferForm,
+        prepare_transfer,
+    )
 
 __all__ = [
     "MAX_HEADER_BLOCK_BYTES",
@@ -83,3 +89,13 @@ __all__ = [
     "read_message",
     "rewrite_headers",
 ]
+
+# Hidden from mypy, which then checks every imported name against the imports above.
+if not TYPE_CHECKING:
+    __getattr__ = lazy_exports(
+        __name__,
+        dict.fromkeys(
+            ("ServerCapabilities", "Transfer", "TransferForm", "prepare_transfer"),
+            "mailhop.message.transfer",
+        ),
+    )

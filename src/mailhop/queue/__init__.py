@@ -13,21 +13,31 @@ Public API::
 message it could not deliver now: ``recipients`` are ``(address, Route)`` pairs, so
 an entry can hold local recipients (``Route.LOCAL``) as well as relayed ones.
 Modules: ``spool`` (layout, records, locks), ``policy`` (retry), ``runner``,
-``bounce`` (RFC 3464 DSN), ``errors``.
+``bounce`` (RFC 3464 DSN), ``errors``, ``location`` (where the queue lives) and
+``kick``.
+
+The spool's names load on first use (``mailhop._lazy``): importing
+``mailhop.queue.location`` or ``mailhop.queue.kick`` runs this file first, and a
+successful send, which only asks whether older mail waits, must not pay for the
+spool's records, checksums and JSON.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from mailhop._lazy import lazy_exports
 from mailhop.queue.location import queue_directory
-from mailhop.queue.spool import (
-    Entry,
-    RecipientState,
-    RecipientStatus,
-    Route,
-    Spool,
-)
+
+if TYPE_CHECKING:
+    from mailhop.queue.spool import (
+        Entry,
+        RecipientState,
+        RecipientStatus,
+        Route,
+        Spool,
+    )
 
 __all__ = [
     "Entry",
@@ -59,6 +69,8 @@ def enqueue(
         UsageError: an envelope value holds CR, LF or NUL (64; nothing written).
         StoreError: the disk refused (no space: 75; nothing left behind).
     """
+    from mailhop.queue.spool import Spool  # noqa: PLC0415 - see the module docstring
+
     return Spool(queue_dir).enqueue(
         chunks,
         sender=sender,
@@ -69,4 +81,14 @@ def enqueue(
         message_id=message_id,
         first_failure=first_failure,
         retry_after=retry_after,
+    )
+
+
+# Hidden from mypy, which then checks every imported name against the imports above.
+if not TYPE_CHECKING:
+    __getattr__ = lazy_exports(
+        __name__,
+        dict.fromkeys(
+            ("Entry", "RecipientState", "RecipientStatus", "Route", "Spool"), "mailhop.queue.spool"
+        ),
     )

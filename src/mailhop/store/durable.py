@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterable
 
 from mailhop.faults import crash_point
@@ -26,6 +25,16 @@ PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIRECTORY_MODE = 0o700
 # O_NOFOLLOW: never write through a symlink someone planted at our temporary name.
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def random_hex(octets: int) -> str:
+    """``octets`` unpredictable bytes as hex, for names no other writer can guess.
+
+    ``secrets.token_hex`` is exactly ``os.urandom(octets).hex()``, but importing
+    ``secrets`` loads random, hmac and hashlib (OpenSSL): several milliseconds that
+    every cron mail to root, which writes a mailbox, would pay for a file name.
+    """
+    return os.urandom(octets).hex()
 
 
 def fsync_directory(directory: str) -> None:
@@ -98,7 +107,7 @@ def write_atomically(path: str, chunks: Iterable[bytes], *, mode: int = PRIVATE_
     """
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(
-        directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        directory, f".{os.path.basename(path)}.{os.getpid()}.{random_hex(4)}.tmp"
     )
     size = write_new_file(temporary, chunks, mode=mode)
     try:

@@ -18,14 +18,13 @@ import contextlib
 import dataclasses
 import itertools
 import os
-import secrets
 import socket
 import stat
 import time
 from collections.abc import Iterable, Iterator
 
 from mailhop.faults import crash_point
-from mailhop.store.durable import fsync_directory, write_new_file
+from mailhop.store.durable import fsync_directory, random_hex, write_new_file
 from mailhop.store.errors import StoreError
 from mailhop.store.mbox import MailboxError, MailboxOwner
 
@@ -53,7 +52,7 @@ def unique_name(now: float | None = None) -> str:
     microseconds = int((moment - seconds) * 1_000_000)
     host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
     counter = next(_delivery_counter)
-    random_part = secrets.token_hex(4)
+    random_part = random_hex(4)
     return f"{seconds}.M{microseconds}P{os.getpid()}Q{counter}R{random_part}.{host}"
 
 

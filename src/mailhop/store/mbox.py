@@ -30,13 +30,13 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import stat
 import time
 from collections.abc import Iterable, Iterator
 
 from mailhop.errors import ExitCode
 from mailhop.faults import crash_point
+from mailhop.store.durable import random_hex
 from mailhop.store.errors import StoreError
 
 __all__ = [
@@ -252,7 +252,7 @@ def _lock_fcntl(path: str, descriptor: int, deadline: float) -> None:
 def _create_dotlock(lock_path: str, descriptor: int, offset: int, deadline: float) -> int | None:
     directory = os.path.dirname(lock_path) or "."
     inode = os.fstat(descriptor).st_ino
-    unique = os.path.join(directory, f".{os.path.basename(lock_path)}.{secrets.token_hex(6)}")
+    unique = os.path.join(directory, f".{os.path.basename(lock_path)}.{random_hex(6)}")
     content = f"{os.getpid()}\n{_OFFSET_TAG} {inode} {offset}\n".encode("ascii")
     try:
         made = os.open(unique, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -307,7 +307,7 @@ def _break_if_stale(lock_path: str, inode: int) -> int | None:
 def _forget_offset(lock_path: str) -> None:
     """Replace our dotlock by one without the offset, atomically (rename over it)."""
     unique = os.path.join(
-        os.path.dirname(lock_path) or ".", f".{os.path.basename(lock_path)}.{secrets.token_hex(6)}"
+        os.path.dirname(lock_path) or ".", f".{os.path.basename(lock_path)}.{random_hex(6)}"
     )
     try:
         made = os.open(unique, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)

@@ -2,11 +2,15 @@
 
 ``ClientConnection`` and ``ServerConnection`` share one grammar (``_grammar``), one
 reply parser (``replies``) and one file of state tables (``_state``), so they can be
-tested back to back over bytes.
+tested back to back over bytes. The server core's names load on first use
+(``mailhop._lazy``): a sendmail process is a client only.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from mailhop._lazy import lazy_exports
 from mailhop.proto.smtp._state import ClientState, ServerState
 from mailhop.proto.smtp.capabilities import Capabilities
 from mailhop.proto.smtp.client import (
@@ -49,14 +53,16 @@ from mailhop.proto.smtp.replies import (
     ReplyParser,
     parse_reply,
 )
-from mailhop.proto.smtp.server import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    MAX_AUTH_LINE_LENGTH,
-    MAX_COMMAND_LINE_LENGTH,
-    MAX_PARAMETER_LINE_LENGTH,
-    ServerConnection,
-    ServerEvent,
-)
+
+if TYPE_CHECKING:
+    from mailhop.proto.smtp.server import (
+        DEFAULT_MAX_MESSAGE_SIZE,
+        MAX_AUTH_LINE_LENGTH,
+        MAX_COMMAND_LINE_LENGTH,
+        MAX_PARAMETER_LINE_LENGTH,
+        ServerConnection,
+        ServerEvent,
+    )
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -104,3 +110,20 @@ __all__ = [
     "TLSUpgradeRequired",
     "parse_reply",
 ]
+
+# Hidden from mypy, which then checks every imported name against the imports above.
+if not TYPE_CHECKING:
+    __getattr__ = lazy_exports(
+        __name__,
+        dict.fromkeys(
+            (
+                "DEFAULT_MAX_MESSAGE_SIZE",
+                "MAX_AUTH_LINE_LENGTH",
+                "MAX_COMMAND_LINE_LENGTH",
+                "MAX_PARAMETER_LINE_LENGTH",
+                "ServerConnection",
+                "ServerEvent",
+            ),
+            "mailhop.proto.smtp.server",
+        ),
+    )
