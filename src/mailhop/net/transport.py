@@ -199,6 +199,10 @@ class Transport:
         self._socket: socket.socket | None = sock
         self._transcript = transcript
         self._info = ConnectionInfo(peer=peer)
+        # The timeout the socket holds now. Each settimeout is a syscall (it switches
+        # the descriptor's blocking mode) and the SMTP driver uses the same few
+        # timeouts for thousands of reads and writes in a row: set it only on change.
+        self._timeout: float | None = sock.gettimeout()
 
     @property
     def info(self) -> ConnectionInfo:
@@ -223,7 +227,7 @@ class Transport:
         if self._transcript is not None:
             self._transcript(Direction.SENT, data if redacted is None else redacted)
         try:
-            sock.settimeout(timeout)
+            self._set_timeout(sock, timeout)
             sock.sendall(data)
         except TimeoutError as error:
             raise NetTimeoutError(
@@ -243,7 +247,7 @@ class Transport:
         _check_timeout(timeout)
         sock = self._open_socket()
         try:
-            sock.settimeout(timeout)
+            self._set_timeout(sock, timeout)
             data = sock.recv(max_bytes)
         except TimeoutError as error:
             raise NetTimeoutError(
@@ -273,6 +277,7 @@ class Transport:
             raise RuntimeError("start_tls on a connection that already uses TLS")
         try:
             sock.setblocking(False)
+            self._timeout = 0.0
             waiting = sock.recv(1, socket.MSG_PEEK)
         except BlockingIOError:
             waiting = None  # the expected case: nothing arrived after the 220
@@ -313,6 +318,11 @@ class Transport:
     ) -> None:
         self.close()
 
+    def _set_timeout(self, sock: socket.socket, timeout: float) -> None:
+        if timeout != self._timeout:
+            sock.settimeout(timeout)
+            self._timeout = timeout
+
     def _open_socket(self) -> socket.socket:
         if self._socket is None:
             raise ConnectionLostError(f"connection to {self._info.peer} is already closed")
@@ -323,6 +333,7 @@ class Transport:
         raw = self._open_socket()
         try:
             raw.settimeout(timeout)  # Python ≥ 3.5: a bound on the whole handshake
+            self._timeout = timeout
             tls_socket = policy.context.wrap_socket(
                 raw, server_hostname=policy.server_hostname, do_handshake_on_connect=False
             )

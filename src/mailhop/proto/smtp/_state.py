@@ -53,7 +53,18 @@ __all__ = [
 ]
 
 
-class ClientState(enum.Enum):
+class _IdentityHashedEnum(enum.Enum):
+    """An Enum hashed by identity, as its members compare.
+
+    ``Enum.__hash__`` is Python code (``hash(self._name_)``) and every transition
+    looks two members up in the tables below; members are singletons, so the
+    built-in identity hash is equivalent and costs nothing per lookup.
+    """
+
+    __hash__ = object.__hash__
+
+
+class ClientState(_IdentityHashedEnum):
     AWAIT_GREETING = enum.auto()  # connected, no 220 yet
     GREETING_REFUSED = enum.auto()  # the greeting was 554: only QUIT (RFC 5321 §3.1)
     GREETED = enum.auto()  # EHLO/HELO needed (at start and again after TLS)
@@ -69,7 +80,7 @@ class ClientState(enum.Enum):
     ERROR = enum.auto()  # a ProtocolError happened; terminal
 
 
-class ClientInput(enum.Enum):
+class ClientInput(_IdentityHashedEnum):
     # commands sent
     SEND_EHLO = enum.auto()
     SEND_HELO = enum.auto()
@@ -154,7 +165,7 @@ def may_pipeline(outstanding: list[ClientInput], *, pipelining: bool) -> bool:
     return pipelining and all(sent in _GROUP_CONTINUES for sent in outstanding)
 
 
-class ServerState(enum.Enum):
+class ServerState(_IdentityHashedEnum):
     GREETING = enum.auto()  # the application must send the greeting first
     GREETED = enum.auto()  # waiting for EHLO/HELO
     READY = enum.auto()  # EHLO/HELO done, no transaction
@@ -167,7 +178,7 @@ class ServerState(enum.Enum):
     ERROR = enum.auto()
 
 
-class ServerInput(enum.Enum):
+class ServerInput(_IdentityHashedEnum):
     """What the application's reply meant, for the command it answers."""
 
     GREETING_SENT = enum.auto()

@@ -22,7 +22,6 @@ handshake; AUTH payloads never reach :meth:`ClientConnection.pop_transcript`.
 from __future__ import annotations
 
 import collections
-import dataclasses
 
 from mailhop.proto._buffer import ByteStream, LineTooLongError
 from mailhop.proto.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -312,7 +311,11 @@ class ClientConnection(ByteStream):
                 raise RemoteProtocolError("reply line too long") from None
             if line is None:
                 break
-            reply = self._parser.feed_line(line)
+            # The reply answers the oldest outstanding command (RFC 2920 §3.1: in
+            # order); building it with its command saves a copy per reply.
+            reply = self._parser.feed_line(
+                line, command=self._outstanding[0] if self._outstanding else None
+            )
             if reply is not None:
                 return self._handle_reply(reply)
         if not self._eof:
@@ -335,7 +338,6 @@ class ClientConnection(ByteStream):
             self._transition(ClientInput.CLOSED)
             return reply
         command = self._outstanding.popleft()
-        reply = dataclasses.replace(reply, command=command)
         if reply.code == _SERVICE_CLOSING:
             self._outstanding.clear()
             self._transition(ClientInput.CLOSED)

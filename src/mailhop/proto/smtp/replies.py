@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from mailhop.proto.errors import RemoteProtocolError
-from mailhop.proto.smtp.events import Reply
+from mailhop.proto.smtp.events import Command, Reply
 
 __all__ = [
     "MAX_REPLY_LINES",
@@ -58,8 +58,12 @@ class ReplyParser:
         """True between the first and the last line of a multi-line reply."""
         return self._code is not None
 
-    def feed_line(self, line: bytes) -> Reply | None:
-        """Take one line (with its CRLF); return the reply when its last line came."""
+    def feed_line(self, line: bytes, *, command: Command | None = None) -> Reply | None:
+        """Take one line (with its CRLF); return the reply when its last line came.
+
+        ``command`` is what the reply answers, set on the :class:`Reply` built from
+        its last line (the client passes the oldest outstanding command).
+        """
         if not line.endswith(b"\r\n"):
             raise RemoteProtocolError("reply line does not end in CRLF")
         body = line[:-2]
@@ -84,13 +88,13 @@ class ReplyParser:
         if separator == b"-":
             return None
         texts, self._code, self._texts, self._size = self._texts, None, [], 0
-        return _build(code, texts)
+        return _build(code, texts, command)
 
 
-def _build(code: int, texts: list[bytes]) -> Reply:
+def _build(code: int, texts: list[bytes], command: Command | None) -> Reply:
     status: bytes | None = None
     match = _ENHANCED_STATUS.match(texts[0])
-    if match is not None and match[1] == str(code)[0].encode():
+    if match is not None and int(match[1]) == code // 100:
         status = match[0].rstrip(b" ")
     lines = []
     for text in texts:
@@ -102,6 +106,7 @@ def _build(code: int, texts: list[bytes]) -> Reply:
         code=code,
         lines=tuple(lines),
         enhanced_status=None if status is None else status.decode("ascii"),
+        command=command,
     )
 
 
