@@ -1,0 +1,178 @@
+"""The runner's less travelled paths, in process, against aiosmtpd (an independent
+server): a whole transaction refused, a server gone mid-run, sessions recycled after
+their message cap, an unreachable server deferring the rest of a batch."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from mailhop.queue import RecipientStatus, Route, Spool
+from mailhop.queue import runner as runner_module
+from mailhop.queue.runner import run
+from tests.queue.queue_support import closed_port, make_message, write_config
+
+SENDER = "sender@example.test"
+
+
+class Handler:
+    """Answers DATA with ``data_reply``; counts sessions and accepted messages."""
+
+    def __init__(self, data_reply: str = "250 2.0.0 accepted") -> None:
+        self.data_reply = data_reply
+        self.sessions = 0
+        self.accepted: list[tuple[str, ...]] = []
+        self.lock = threading.Lock()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.lock:
+            self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_reply.startswith("250"):
+            with self.lock:
+                self.accepted.append(tuple(envelope.rcpt_tos))
+        return self.data_reply
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    controllers: list[Controller] = []
+
+    def start(handler: Handler) -> int:
+        port = closed_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        controllers.append(controller)
+        return port
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+def queue_messages(tmp_path: Path, port: int, count: int, *lines: str) -> Spool:
+    config = write_config(tmp_path, port, *lines, queue="always")
+    spool = Spool(str(tmp_path / "queue"))
+    for index in range(count):
+        spool.enqueue(
+            [make_message(f"paths-{index}").replace(b"\n", b"\r\n")],
+            sender=SENDER,
+            recipients=[(f"r{index}@example.test", Route.RELAY)],
+            account="default",
+            config_file=str(config),
+        )
+    return spool
+
+
+def test_a_permanent_refusal_of_the_whole_message_bounces_every_recipient(
+    serve: Any, tmp_path: Path
+) -> None:
+    handler = Handler("554 5.6.0 message content rejected")
+    spool = queue_messages(tmp_path, serve(handler), 1)
+    (original,) = spool.ids()
+    report = run(spool, connections=1)
+    assert (report.delivered, report.bounced) == (1, 1)
+    (notice,) = spool.ids()  # the original is done; its bounce waits to be sent
+    entry = spool.load(notice)
+    assert entry.is_bounce and notice != original
+    assert [r.address for r in entry.recipients] == [SENDER]
+
+
+def test_a_temporary_refusal_of_the_whole_message_keeps_it_with_the_reply(
+    serve: Any, tmp_path: Path
+) -> None:
+    handler = Handler("451 4.3.0 queue full, try later")
+    spool = queue_messages(tmp_path, serve(handler), 2)
+    report = run(spool, connections=1)
+    assert (report.delivered, report.deferred, report.bounced) == (0, 2, 0)
+    for entry_id in spool.ids():
+        entry = spool.load(entry_id)
+        assert entry.attempts == 1
+        assert "451" in (entry.last_error or "")
+        assert all(r.status is RecipientStatus.PENDING for r in entry.recipients)
+
+
+def test_sessions_are_recycled_after_their_message_cap(
+    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "MAX_MESSAGES_PER_CONNECTION", 3)
+    handler = Handler()
+    spool = queue_messages(tmp_path, serve(handler), 7)
+    report = run(spool, connections=1)
+    assert report.delivered == 7
+    assert len(handler.accepted) == 7
+    assert handler.sessions == 3  # 3 + 3 + 1 messages
+    assert spool.ids() == []
+
+
+def test_an_unreachable_server_defers_the_whole_batch_after_one_try(tmp_path: Path) -> None:
+    spool = queue_messages(tmp_path, closed_port(), 3)
+    report = run(spool, connections=1)
+    assert (report.delivered, report.deferred, report.bounced) == (0, 3, 0)
+    errors = {spool.load(entry_id).last_error for entry_id in spool.ids()}
+    (error,) = errors  # the first connection's failure, recorded for every entry
+    assert error is not None and "connect" in error.lower()
+
+
+def test_a_broken_configuration_keeps_the_mail_and_says_so(tmp_path: Path) -> None:
+    spool = queue_messages(tmp_path, closed_port(), 2)
+    (tmp_path / "msmtprc").write_text("account default\nport not-a-port\n")
+    report = run(spool, connections=1)
+    assert report.deferred == 2
+    (problem,) = report.problems
+    assert problem.startswith("cannot deliver 2 queued message(s):")
+    for entry_id in spool.ids():
+        assert "(mail kept; fix the configuration)" in (spool.load(entry_id).last_error or "")
+
+
+def test_a_held_entry_is_left_alone_even_when_forced(serve: Any, tmp_path: Path) -> None:
+    handler = Handler()
+    spool = queue_messages(tmp_path, serve(handler), 2)
+    held, _ = spool.ids()
+    with spool.lock(held, wait=1):
+        spool.update(dataclasses.replace(spool.load(held), held=True))
+    report = run(spool, force=True, connections=1)
+    assert report.delivered == 1
+    assert spool.ids() == [held]
+    assert len(handler.accepted) == 1
+
+
+class Dropper(Handler):
+    """Hangs up instead of answering the first message's end of data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if not self.dropped:
+            self.dropped = True
+            server.transport.close()
+            return "421 4.4.2 closing"  # never reaches the client: the line is gone
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_connection_lost_mid_message_keeps_it_and_the_next_gets_a_new_session(
+    serve: Any, tmp_path: Path
+) -> None:
+    handler = Dropper()
+    spool = queue_messages(tmp_path, serve(handler), 2)
+    first, _ = spool.ids()
+    report = run(spool, connections=1)
+    assert (report.delivered, report.deferred, report.bounced) == (1, 1, 0)
+    assert spool.ids() == [first]  # no 250 seen: kept, never counted as sent
+    entry = spool.load(first)
+    assert entry.pending and entry.recipients[0].last_code == 0
+    assert handler.sessions == 2  # the lost session was not reused
+    assert len(handler.accepted) == 1
