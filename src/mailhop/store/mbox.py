@@ -131,7 +131,7 @@ def append_to_mbox(
     expected = owner or MailboxOwner(uid=os.geteuid(), gid=os.getegid())
     deadline = time.monotonic() + lock_timeout
     while True:
-        descriptor = _open_mailbox(path, expected)
+        descriptor = _open_mailbox(path, expected, deadline)
         try:
             with _locked(path, descriptor, deadline) as stale_offset:
                 if not _still_at_path(path, descriptor):
@@ -148,26 +148,36 @@ def append_to_mbox(
             os.close(descriptor)
 
 
-def _open_mailbox(path: str, owner: MailboxOwner) -> int:
-    try:
-        descriptor = os.open(path, _OPEN_FLAGS)
-    except FileNotFoundError:
-        descriptor = _create_mailbox(path, owner)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise MailboxError(
-                f"{path} is a symbolic link; refusing to deliver through it "
-                "(remove the link; mailboxes must be plain files)"
-            ) from error
-        if error.errno == errno.EISDIR:
-            raise MailboxError(f"{path} is a directory; refusing to deliver to it") from error
-        raise _os_error(f"cannot open {path}", error) from error
-    try:
-        _check_mailbox(path, os.fstat(descriptor), owner)
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return descriptor
+def _open_mailbox(path: str, owner: MailboxOwner, deadline: float) -> int:
+    while True:
+        try:
+            descriptor = os.open(path, _OPEN_FLAGS)
+        except FileNotFoundError:
+            descriptor = _create_mailbox(path, owner)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise MailboxError(
+                    f"{path} is a symbolic link; refusing to deliver through it "
+                    "(remove the link; mailboxes must be plain files)"
+                ) from error
+            if error.errno == errno.EISDIR:
+                raise MailboxError(f"{path} is a directory; refusing to deliver to it") from error
+            raise _os_error(f"cannot open {path}", error) from error
+        try:
+            status = os.fstat(descriptor)
+            if status.st_nlink == 0:
+                # Renamed over between our open and fstat, as a mail reader's rewrite
+                # does (write a new file, rename it into place): open the new one.
+                if time.monotonic() >= deadline:
+                    raise MailboxError(f"{path} keeps being replaced; try again later")
+                os.close(descriptor)
+                continue
+            _check_mailbox(path, status, owner)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+            raise
+        return descriptor
 
 
 def _create_mailbox(path: str, owner: MailboxOwner) -> int:
