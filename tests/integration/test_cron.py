@@ -18,10 +18,8 @@ three jobs, not three tests. Everything it changes on the machine is restored in
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,34 +28,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.cron_support import CRON_WAIT_SECONDS, cron_daemon, need
+from tests.integration.cron_support import machine_lock as cron_machine_lock
 from tests.lab.support import Lab, unique_token, wait_for_message, without_lab_trace
 
 pytestmark = pytest.mark.lab
 
 SYSTEM_CONFIG = Path("/etc/mailhop/config")
 CRON_FILE = Path("/etc/cron.d/mailhop-acceptance")
-# Two suites running at once (two developers, or a developer and CI) would swap
-# /usr/sbin/sendmail and /etc/mailhop/config under each other.
-MACHINE_LOCK = "/run/lock/mailhop-cron-acceptance.lock"
-# Cron starts jobs at the next minute boundary; delivery through Postfix then takes a
-# moment. 75 s covers a full minute plus delivery on a loaded machine.
-CRON_WAIT_SECONDS = 75.0
-
-
-def _need(program: str) -> str:
-    path = shutil.which(program) or (
-        f"/usr/sbin/{program}" if Path(f"/usr/sbin/{program}").exists() else None
-    )
-    if path is None:
-        pytest.skip(f"{program} is not installed (scripts/lab.sh installs it)")
-    return path
 
 
 @pytest.fixture
 def machine_lock() -> Iterator[None]:
     """Serialise with any other run of this test: it changes machine-wide files."""
-    with open(MACHINE_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with cron_machine_lock():
         yield
 
 
@@ -118,7 +102,7 @@ def system_config(tmp_path: Path, lab: Lab, machine_lock: None) -> Iterator[Path
 def test_cron_output_reaches_real_inboxes(
     lab: Lab, tmp_path: Path, mailhop_as_system_sendmail: None, system_config: Path
 ) -> None:
-    cron = _need("cron")
+    need("cron")  # skip before anything on the machine changes
     s_nail = shutil.which("s-nail")
     to_bob, via_alias, local = (
         unique_token("cron-mailto"),
@@ -139,28 +123,21 @@ def test_cron_output_reaches_real_inboxes(
     )
     for path in (CRON_FILE, unset, local_file):
         path.chmod(0o644)
-    daemon = subprocess.Popen(
-        [cron, "-f", "-L", "15"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        # A daemon's environment, not the test runner's.
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-    )
     try:
-        bob = lab.user("bob")
-        direct = without_lab_trace(wait_for_message(lab, bob, to_bob, timeout=CRON_WAIT_SECONDS))
-        aliased = without_lab_trace(
-            wait_for_message(lab, bob, via_alias, timeout=CRON_WAIT_SECONDS)
-        )
-        mbox = system_config / "nobody"
-        deadline = time.monotonic() + 30
-        while local.encode() not in (mbox.read_bytes() if mbox.exists() else b""):
-            assert time.monotonic() < deadline, f"no local delivery in {mbox}"
-            time.sleep(0.5)
+        with cron_daemon():
+            bob = lab.user("bob")
+            direct = without_lab_trace(
+                wait_for_message(lab, bob, to_bob, timeout=CRON_WAIT_SECONDS)
+            )
+            aliased = without_lab_trace(
+                wait_for_message(lab, bob, via_alias, timeout=CRON_WAIT_SECONDS)
+            )
+            mbox = system_config / "nobody"
+            deadline = time.monotonic() + 30
+            while local.encode() not in (mbox.read_bytes() if mbox.exists() else b""):
+                assert time.monotonic() < deadline, f"no local delivery in {mbox}"
+                time.sleep(0.5)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=30)
         for path in (CRON_FILE, unset, local_file):
             path.unlink(missing_ok=True)
     for message, token in ((direct, to_bob), (aliased, via_alias)):

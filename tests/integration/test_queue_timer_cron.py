@@ -11,18 +11,14 @@ also runs a cron daemon over /etc/cron.d.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailhop.cli.queue_timer import CRON_FILE, SYSTEMD_RUNNING_MARKER
-from tests.integration.test_cron import CRON_WAIT_SECONDS, MACHINE_LOCK
+from tests.integration.cron_support import CRON_WAIT_SECONDS, cron_daemon, machine_lock, need
 from tests.lab.support import Lab, unique_token, wait_for_message
 from tests.queue.queue_support import mailhop, queue_files, sendmail
 from tests.queue.test_queue_lab import write_lab_account
@@ -41,8 +37,7 @@ def cron_file_kept() -> Iterator[Path]:
     if os.path.isdir(SYSTEMD_RUNNING_MARKER):
         pytest.skip("systemd runs this machine: install-timer writes a systemd timer here")
     path = Path(CRON_FILE)
-    with open(MACHINE_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with machine_lock():
         backup = path.read_bytes() if path.exists() else None
         try:
             yield path
@@ -54,9 +49,7 @@ def cron_file_kept() -> Iterator[Path]:
 
 
 def test_real_cron_runs_the_installed_entry(lab: Lab, tmp_path: Path, cron_file_kept: Path) -> None:
-    cron = shutil.which("cron") or "/usr/sbin/cron"
-    if not os.path.exists(cron):
-        pytest.skip("cron is not installed (scripts/lab.sh installs it)")
+    need("cron")  # skip before anything is queued or installed
     config = write_lab_account(tmp_path, lab)
     config.write_text(config.read_text().replace("queue fallback", "queue always"))
     bob = lab.user("bob")
@@ -81,20 +74,10 @@ def test_real_cron_runs_the_installed_entry(lab: Lab, tmp_path: Path, cron_file_
     assert f"wrote {CRON_FILE}".encode() in installed.stdout
     entry = cron_file_kept.read_text()
     assert f"--queue-dir {tmp_path}/queue -C {config} run >>{log} 2>&1" in entry, entry
-    daemon = subprocess.Popen(
-        [cron, "-f", "-L", "15"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-    )
-    try:
+    with cron_daemon():
         delivered = wait_for_message(
             lab, bob, token, timeout=CRON_WAIT_SECONDS + DELIVERY_MARGIN_SECONDS
         )
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=30)
     assert f"via cron {token}".encode() in delivered
     assert queue_files(config) == []
     assert log.exists(), "cron's run must write its output to the log"

@@ -258,7 +258,7 @@ def render_list(spool: Spool) -> str:
 
 
 def _show(spool: Spool, ids: list[str]) -> int:
-    from mailhop.queue.bounce import header_block  # noqa: PLC0415
+    from mailhop.queue.bounce import read_header_block  # noqa: PLC0415
     from mailhop.queue.spool import check_id  # noqa: PLC0415
 
     for entry_id in ids:
@@ -275,7 +275,7 @@ def _show(spool: Spool, ids: list[str]) -> int:
                 f"attempts={r.attempts} {reply}\n"
             )
         with spool.open_message(entry) as file:
-            head = header_block(file.read(64 * 1024))
+            head = read_header_block(file)
         sys.stdout.write("\n" + head.decode("utf-8", "replace") + "\n")
     return ExitCode.OK
 

@@ -29,6 +29,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterable
+from typing import IO
 
 from mailhop.queue.spool import Entry, RecipientState, Route
 
@@ -182,6 +183,12 @@ def build_dsn(
         for line in headers.rstrip(b"\n").split(b"\n")
     )
     return head + tail + returned + f"\r\n\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def read_header_block(file: IO[bytes]) -> bytes:
+    """The header block a notice returns, read from the start of a stored message."""
+    file.seek(0)
+    return header_block(file.read(MAX_RETURNED_HEADER_BYTES))
 
 
 def header_block(message: bytes) -> bytes:

@@ -460,51 +460,33 @@ class _Worker:
                 crash_point("queue.deliver.after-250")
                 final = outcome.acceptance.reply if outcome.acceptance else None
                 for address in outcome.accepted:
-                    states[address] = dataclasses.replace(
+                    states[address] = _attempted(
                         states[address],
-                        status=RecipientStatus.DELIVERED,
-                        attempts=states[address].attempts + 1,
-                        last_code=final.code if final else 250,
-                        last_reply=reply_lines(final) if final else (),
+                        RecipientStatus.DELIVERED,
+                        final.code if final else 250,
+                        reply_lines(final) if final else (),
                     )
                 for address, reply in outcome.refused:
-                    states[address] = dataclasses.replace(
+                    states[address] = _attempted(
                         states[address],
-                        status=RecipientStatus.FAILED
-                        if reply.is_permanent
-                        else RecipientStatus.PENDING,
-                        attempts=states[address].attempts + 1,
-                        last_code=reply.code,
-                        last_reply=reply_lines(reply),
+                        _failed_if(reply.is_permanent),
+                        reply.code,
+                        reply_lines(reply),
                     )
             except ServerReplyError as error:
+                # The whole transaction was refused: every relay recipient shares it.
                 failure = error
-                kind = classify(error)
+                status = _failed_if(classify(error) is FailureKind.PERMANENT)
                 for address in relay:
-                    states[address] = dataclasses.replace(
-                        states[address],
-                        status=RecipientStatus.FAILED
-                        if kind is FailureKind.PERMANENT
-                        else RecipientStatus.PENDING,
-                        attempts=states[address].attempts + 1,
-                        last_code=error.code,
-                        last_reply=error.lines,
-                    )
+                    states[address] = _attempted(states[address], status, error.code, error.lines)
                 session_usable = session.is_open
             except MailhopError as error:
+                # No reply at all (connection lost, timeout, TLS): code 0, our words.
                 failure = error
-                kind = classify(error)
+                status = _failed_if(classify(error) is FailureKind.PERMANENT)
                 session_usable = False
                 for address in relay:
-                    states[address] = dataclasses.replace(
-                        states[address],
-                        status=RecipientStatus.FAILED
-                        if kind is FailureKind.PERMANENT
-                        else RecipientStatus.PENDING,
-                        attempts=states[address].attempts + 1,
-                        last_code=0,
-                        last_reply=(str(error),),
-                    )
+                    states[address] = _attempted(states[address], status, 0, (str(error),))
         return session_usable, self.settle(entry, states, failure, file, account)
 
     # --- recording outcomes -----------------------------------------------------------
@@ -541,11 +523,7 @@ class _Worker:
         if newly_failed and not entry.is_bounce:
             # Only now: the DSN code (and email.utils, 20 ms to import) and the
             # header block are for the few entries that bounce.
-            from mailhop.queue.bounce import (  # noqa: PLC0415
-                MAX_RETURNED_HEADER_BYTES,
-                FailedRecipient,
-                header_block,
-            )
+            from mailhop.queue.bounce import FailedRecipient, read_header_block  # noqa: PLC0415
 
             failed = [
                 FailedRecipient(
@@ -558,9 +536,7 @@ class _Worker:
                 )
                 for r in newly_failed
             ]
-            file.seek(0)
-            head = header_block(file.read(MAX_RETURNED_HEADER_BYTES))
-            self.bounce(entry, failed, head, account)
+            self.bounce(entry, failed, read_header_block(file), account)
         if newly_failed:
             self.tally.add(bounced=len(newly_failed))
         if all(r.status is not RecipientStatus.PENDING for r in recipients):
@@ -637,19 +613,17 @@ class _Worker:
             return False
         # Only now: the DSN code and the header block are for the few late entries.
         from mailhop.queue.bounce import (  # noqa: PLC0415
-            MAX_RETURNED_HEADER_BYTES,
             Action,
             FailedRecipient,
             build_dsn,
-            header_block,
+            read_header_block,
         )
 
         if file is None:
             with self.spool.open_message(entry) as message:
-                head = header_block(message.read(MAX_RETURNED_HEADER_BYTES))
+                head = read_header_block(message)
         else:
-            file.seek(0)
-            head = header_block(file.read(MAX_RETURNED_HEADER_BYTES))
+            head = read_header_block(file)
         notice = build_dsn(
             entry,
             [FailedRecipient(state=r, reason="not delivered yet, still trying") for r in waiting],
@@ -707,6 +681,24 @@ class _Worker:
             )
         )
         self.tally.add(deferred=1)
+
+
+def _attempted(
+    state: RecipientState, status: RecipientStatus, code: int, reply: Sequence[str]
+) -> RecipientState:
+    """A recipient after one more attempt that ended in ``status`` with that reply."""
+    return dataclasses.replace(
+        state,
+        status=status,
+        attempts=state.attempts + 1,
+        last_code=code,
+        last_reply=tuple(reply),
+    )
+
+
+def _failed_if(permanent: bool) -> RecipientStatus:
+    """FAILED (bounced once) for a permanent refusal, else PENDING (retried alone)."""
+    return RecipientStatus.FAILED if permanent else RecipientStatus.PENDING
 
 
 def _describe(failure: MailhopError | None, recipients: tuple[RecipientState, ...]) -> str | None:
