@@ -16,7 +16,6 @@ Every command takes ``--queue-dir DIR`` and ``-C FILE`` (whose default account's
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -291,12 +290,12 @@ def _change(spool: Spool, ids: list[str], change: Callable[[Entry], Entry]) -> N
 def _retry(spool: Spool, ids: list[str] | None) -> int:
     now = time.time()
     targets = spool.ids() if ids is None else ids
-    _change(spool, targets, lambda e: dataclasses.replace(e, next_attempt=now, held=False))
+    _change(spool, targets, lambda e: e._replace(next_attempt=now, held=False))
     return run_queue(spool)
 
 
 def _set_held(spool: Spool, ids: list[str], *, held: bool) -> int:
-    _change(spool, ids, lambda e: dataclasses.replace(e, held=held))
+    _change(spool, ids, lambda e: e._replace(held=held))
     return ExitCode.OK
 
 
@@ -378,7 +377,7 @@ def smtp_on_stdio(
         envelope_from=options.envelope_from,
         settings=_sendmail_settings(options),
     ).account
-    account = dataclasses.replace(account, queue=QueueMode.ALWAYS)
+    account = account._replace(queue=QueueMode.ALWAYS)
     core = ServerConnection(max_message_size=BS_MAX_MESSAGE_SIZE)
     hostname = socket.gethostname()
     sender: str | None = None

@@ -11,11 +11,10 @@ cheap names do not settle, so ``echo hi | sendmail root`` from cron never waits 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import socket
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mailhop.deliver.errors import DeliveryError
 from mailhop.errors import ExitCode, MailhopError
@@ -108,8 +107,7 @@ def mail_domain(domains: LocalDomains) -> str:
 # ---------------------------------------------------------------- the routing step
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RoutedMail:
+class RoutedMail(NamedTuple):
     """What is left for the relay after local delivery: recipients, the envelope
     sender and the message with system-mail headers fixed (None recipients: nothing
     leaves the machine)."""
@@ -182,9 +180,7 @@ def route_and_deliver_locally(
         # RFC 5321 §4.1.2: a reverse-path beyond this machine needs a domain. A bare
         # local name (``-f root``) is qualified with the mail domain, as Postfix's
         # append_at_myorigin does, so the server accepts it and a bounce finds it.
-        relay_sender = dataclasses.replace(
-            sender, addr_spec=f"{sender.addr_spec}@{mail_domain(domains)}"
-        )
+        relay_sender = sender._replace(addr_spec=f"{sender.addr_spec}@{mail_domain(domains)}")
     fixed = fix_system_mail(
         message.headers,
         SystemMailSettings(

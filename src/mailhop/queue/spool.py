@@ -31,7 +31,6 @@ when the process dies, so no stale lock ever outlives a crash.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import errno
 import hashlib
@@ -109,8 +108,7 @@ class RecipientStatus(enum.Enum):
     FAILED = "failed"  # refused permanently or expired: bounced (or not, for <>)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RecipientState:
+class RecipientState(NamedTuple):
     """One recipient of an entry and what happened to it so far."""
 
     address: str
@@ -121,8 +119,7 @@ class RecipientState:
     last_reply: tuple[str, ...] = ()  # its lines, as the server wrote them
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Entry:
+class Entry(NamedTuple):
     """One queued message: envelope, per-recipient state and schedule."""
 
     id: str
@@ -133,12 +130,13 @@ class Entry:
     settings: tuple[tuple[str, str], ...]
     queued_at: float
     next_attempt: float
+    message_sha256: str
+    message_size: int
+    # Fields with a default come last (a NamedTuple's rule); build entries with keywords.
     attempts: int = 0
     last_error: str | None = None
     held: bool = False
     delay_warned: bool = False
-    message_sha256: str
-    message_size: int
     message_id: str | None = None
 
     @property
@@ -151,10 +149,11 @@ class Entry:
         return self.sender == ""
 
     def to_json(self) -> bytes:
-        data: dict[str, Any] = dataclasses.asdict(self)
+        data: dict[str, Any] = self._asdict()
         data["version"] = RECORD_VERSION
+        # _asdict is not recursive: each recipient becomes its own object here.
         data["recipients"] = [
-            {**dataclasses.asdict(r), "route": r.route.value, "status": r.status.value}
+            {**r._asdict(), "route": r.route.value, "status": r.status.value}
             for r in self.recipients
         ]
         return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
