@@ -14,7 +14,6 @@ received, with the redacted form of anything secret.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import ipaddress
 import socket
@@ -22,7 +21,7 @@ import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from mailhop.errors import ExitCode
 from mailhop.net import tls as tls_module
@@ -87,8 +86,7 @@ class Direction(enum.Enum):
 TranscriptHook = Callable[[Direction, bytes], None]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """Where to connect, with msmtp's settings of the same names."""
 
     host: str = ""
@@ -110,8 +108,7 @@ class Endpoint:
         return where
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ConnectionInfo:
+class ConnectionInfo(NamedTuple):
     """What is known about an open connection (for -v, logs and serverinfo)."""
 
     peer: str
@@ -359,8 +356,7 @@ class Transport:
             self.close()
             raise
         cipher = tls_socket.cipher()
-        self._info = dataclasses.replace(
-            self._info,
+        self._info = self._info._replace(
             tls_version=tls_socket.version(),
             cipher=cipher[0] if cipher else None,
             certificate=certificate,

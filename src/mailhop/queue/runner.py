@@ -30,14 +30,13 @@ to the recipients of that attempt. Nothing is ever removed before the 250.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
@@ -83,8 +82,7 @@ AccountResolver = Callable[[Entry], "Account"]
 LocalDelivery = Callable[[Entry, Sequence[RecipientState], bytes], Sequence[str]]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RunReport:
+class RunReport(NamedTuple):
     """What one run did (``mailhop queue run`` prints it with ``-v``)."""
 
     delivered: int  # entries fully done and removed
@@ -96,17 +94,19 @@ class RunReport:
     failures: tuple[str, ...] = ()  # worker processes that died (their mail stays queued)
 
 
-@dataclasses.dataclass
 class _Tally:
-    delivered: int = 0
-    deferred: int = 0
-    bounced: int = 0
-    busy: int = 0
-    quarantined: list[str] = dataclasses.field(default_factory=list)
-    # Configuration problems: the error, and how many messages it holds back.
-    problems: dict[str, int] = dataclasses.field(default_factory=dict)
-    failures: list[str] = dataclasses.field(default_factory=list)
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    """What a run has done so far, shared by its threads (under ``lock``)."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.deferred = 0
+        self.bounced = 0
+        self.busy = 0
+        self.quarantined: list[str] = []
+        # Configuration problems: the error, and how many messages it holds back.
+        self.problems: dict[str, int] = {}
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
 
     def add(self, **counts: int) -> None:
         with self.lock:
