@@ -11,8 +11,13 @@ cheap names do not settle, so ``echo hi | sendmail root`` from cron never waits 
 
 from __future__ import annotations
 
+# The host name and the resolver come from the socket module's C core: ``socket``
+# itself, a wrapper that turns its constants into enums, costs a queued message 4-5 ms
+# of imports (its IntEnums, selectors, array), and nothing on that path opens a
+# socket. ``socket.gethostname`` and ``socket.getaddrinfo`` are these functions; the
+# wrapper only converts the family and type of each result, which are not read here.
+import _socket
 import functools
-import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -62,7 +67,7 @@ def _fully_qualified(host: str) -> str:
     # getaddrinfo loads to encode a str.
     name: str | bytes = host.encode("ascii") if host.isascii() else host
     try:
-        results = socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME)
+        results = _socket.getaddrinfo(name, None, flags=_socket.AI_CANONNAME)
     except OSError:
         return host
     for result in results:
@@ -75,7 +80,7 @@ class LocalDomains:
     """The set of domains that mean "this machine"."""
 
     def __init__(self, extra: Iterable[str] = (), *, mailname_path: str = MAILNAME_PATH) -> None:
-        self.host = socket.gethostname()
+        self.host = _socket.gethostname()
         self.mailname = read_mailname(mailname_path)
         names = {*ALWAYS_LOCAL, self.host, *extra}
         if self.mailname:
