@@ -135,6 +135,9 @@ def test_queue_always_enqueue_loads_no_smtp_tls_alias_or_log_code(tmp_path: Path
         # Routing asks _socket for the host name; the socket wrapper builds IntEnums.
         "socket",
         "selectors",
+        # A small message is hashed without loading OpenSSL's libcrypto (spool.py).
+        "hashlib",
+        "_hashlib",
     )
     assert loaded_of(modules, never) == []
 
