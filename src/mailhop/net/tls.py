@@ -13,14 +13,12 @@ Every context refuses protocols below TLS 1.2 (RFC 8996; RFC 8314 §4.1).
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import hmac
 import re
 import ssl
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from mailhop.net import _x509
 from mailhop.net.errors import (
     CertificateError,
     ConnectionLostError,
@@ -31,6 +29,9 @@ from mailhop.net.errors import (
     TLSUnavailableError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    import datetime
 
 __all__ = [
     "MIN_TLS_VERSION",
@@ -308,6 +309,10 @@ def describe_certificate(
     certificate_der: bytes, *, tls_version: str | None = None, cipher: str | None = None
 ) -> CertificateInfo:
     """Describe a certificate (verified or not) for ``serverinfo``."""
+    # Only serverinfo, doctor and test describe certificates: the DER reader (and the
+    # datetime module it needs) stays off the sending and queue-run paths.
+    from mailhop.net import _x509  # noqa: PLC0415
+
     fields = _x509.read_certificate(certificate_der)
     return CertificateInfo(
         subject=fields.subject if fields else "(unreadable)",

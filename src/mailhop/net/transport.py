@@ -15,7 +15,6 @@ received, with the redacted form of anything secret.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import socket
 import ssl
 import time
@@ -395,6 +394,8 @@ def _connect_tcp(
     """Try every address of the host in turn, all within one deadline."""
     addresses = resolve_host(endpoint.host, endpoint.port)
     if endpoint.source_ip:
+        import ipaddress  # noqa: PLC0415 - only with source_ip or a proxy
+
         try:
             source_version = ipaddress.ip_address(endpoint.source_ip).version
         except ValueError as error:
@@ -533,6 +534,8 @@ def _receive_exactly(sock: socket.socket, count: int, deadline: float, proxy: st
 
 def _socks_address(host: str) -> bytes:
     """RFC 1928 §5 ATYP and DST.ADDR: an IP literal as such, a name for the proxy."""
+    import ipaddress  # noqa: PLC0415 - only with source_ip or a proxy
+
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
