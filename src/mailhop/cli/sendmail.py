@@ -253,8 +253,8 @@ def _local_only_account(options: SendmailOptions, envelope_from: str | None) -> 
     The configured account when one is selected but incomplete for relaying (no
     ``host``), else the embedded default (no configuration at all).
     """
+    import _socket  # noqa: PLC0415 - gethostname without the socket wrapper (see routing)
     import getpass  # noqa: PLC0415
-    import socket  # noqa: PLC0415
 
     from mailhop.config import Account  # noqa: PLC0415
     from mailhop.config.accounts import apply_settings, complete, select_account  # noqa: PLC0415
@@ -267,7 +267,7 @@ def _local_only_account(options: SendmailOptions, envelope_from: str | None) -> 
     except AccountError:
         account = Account(name="local delivery")
     sender = envelope_from or account.from_address
-    sender = sender or f"{getpass.getuser()}@{socket.gethostname()}"
+    sender = sender or f"{getpass.getuser()}@{_socket.gethostname()}"
     return account._replace(from_address=sender)
 
 
