@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,27 @@ def test_the_recorded_checksum_is_the_messages_sha256_at_every_size(
     assert len(collector.messages) == 1
     assert collector.messages[0].content.endswith(body.replace(b"\n", b"\r\n"))
     assert queue_files(config) == []
+
+
+def test_a_reused_buffer_is_stored_and_hashed_as_it_was_passed(tmp_path: Path) -> None:
+    # The checksum of a small message is computed once it has been written: a caller
+    # that refills one buffer for every chunk must still get the digest of the bytes
+    # written, not of what the buffer holds at the end.
+    buffer = bytearray()
+
+    def refilled() -> Iterator[bytearray]:
+        for letter in b"abc":
+            buffer[:] = bytes([letter]) * 1000
+            yield buffer
+
+    spool = Spool(str(tmp_path / "queue"))
+    entry = spool.enqueue(
+        refilled(),  # type: ignore[arg-type]  # what an untyped caller may pass
+        sender="sender@example.test",
+        recipients=[("rcpt@example.test", Route.RELAY)],
+        account="default",
+        config_file=None,
+    )
+    stored = Path(spool.path(entry.id, ".msg")).read_bytes()
+    assert stored == b"a" * 1000 + b"b" * 1000 + b"c" * 1000
+    assert entry.message_sha256 == hashlib.sha256(stored).hexdigest()

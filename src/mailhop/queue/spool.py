@@ -278,7 +278,9 @@ class _Digest:
             if self._hash is not None:
                 self._hash.update(chunk)
             else:
-                self._held.append(chunk)
+                # A caller's reused buffer (bytearray, memoryview) is copied: it is
+                # hashed after the writer has passed it on.
+                self._held.append(chunk if type(chunk) is bytes else bytes(chunk))
                 if self.size > BUILTIN_SHA256_MAX_OCTETS:
                     self._hash_held(_openssl_sha256())
             yield chunk
