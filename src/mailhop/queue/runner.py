@@ -30,6 +30,7 @@ to the recipients of that attempt. Nothing is ever removed before the 250.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -94,19 +95,17 @@ class RunReport(NamedTuple):
     failures: tuple[str, ...] = ()  # worker processes that died (their mail stays queued)
 
 
+@dataclasses.dataclass
 class _Tally:
-    """What a run has done so far, shared by its threads (under ``lock``)."""
-
-    def __init__(self) -> None:
-        self.delivered = 0
-        self.deferred = 0
-        self.bounced = 0
-        self.busy = 0
-        self.quarantined: list[str] = []
-        # Configuration problems: the error, and how many messages it holds back.
-        self.problems: dict[str, int] = {}
-        self.failures: list[str] = []
-        self.lock = threading.Lock()
+    delivered: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    busy: int = 0
+    quarantined: list[str] = dataclasses.field(default_factory=list)
+    # Configuration problems: the error, and how many messages it holds back.
+    problems: dict[str, int] = dataclasses.field(default_factory=dict)
+    failures: list[str] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def add(self, **counts: int) -> None:
         with self.lock:
