@@ -34,7 +34,7 @@ COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START", "COV_
 SNAPSHOT = """\
 import sys
 from mailhop.cli.main import main
-code = main(["sendmail", *sys.argv[1:]])
+code = main([*COMMAND, *sys.argv[1:]])
 sys.stdout.write("\\n".join(sorted(sys.modules)))
 sys.exit(code)
 """
@@ -64,6 +64,9 @@ LOCAL_DELIVERY = (
     "mailhop.store.maildir",
     "mailhop.store.mbox",
 )
+# The value records on the enqueue path are NamedTuples (docs/CONVENTIONS.md): the
+# dataclasses module costs its import and, with it, inspect, ast, dis and tokenize.
+DATACLASS_MACHINERY = ("dataclasses", "inspect", "ast", "dis", "tokenize")
 # Talking to a server: TLS, the transport, the protocol cores, password sources.
 SMTP_CLIENT = (
     "ssl",
@@ -76,9 +79,16 @@ SMTP_CLIENT = (
 
 
 def loaded_modules(
-    config: Path, *arguments: str, message: bytes = SIMPLE_MESSAGE
+    config: Path,
+    *arguments: str,
+    message: bytes = SIMPLE_MESSAGE,
+    command: tuple[str, ...] = ("sendmail",),
 ) -> tuple[int, set[str], bytes]:
-    """Exit status, ``sys.modules`` at the end and stderr of one sendmail process."""
+    """Exit status, ``sys.modules`` at the end and stderr of one sendmail process.
+
+    ``command`` is the argv before ``-C CONFIG``: ``("mailhop", "queue")`` runs that
+    command instead.
+    """
     home = config.parent
     environment = {
         **os.environ,
@@ -94,7 +104,14 @@ def loaded_modules(
     for variable in COVERAGE_VARIABLES:
         environment.pop(variable, None)
     result = subprocess.run(
-        [sys.executable, "-c", SNAPSHOT, "-C", str(config), *arguments],
+        [
+            sys.executable,
+            "-c",
+            f"COMMAND = {list(command)!r}\n{SNAPSHOT}",
+            "-C",
+            str(config),
+            *arguments,
+        ],
         input=message,
         capture_output=True,
         timeout=RUN_TIMEOUT_SECONDS,
@@ -122,7 +139,20 @@ def test_queue_always_enqueue_loads_no_smtp_tls_alias_or_log_code(tmp_path: Path
     assert len(list((tmp_path / "queue" / "entries").glob("*.json"))) == 1
     assert "mailhop.queue.spool" in modules  # the snapshot saw the lazy imports
     # encodings.idna: the FQDN lookup for the recipient's domain passes ASCII bytes.
-    never = (*NEVER, *LOCAL_DELIVERY, *SMTP_CLIENT, "mailhop.deliver.log", "encodings.idna")
+    never = (
+        *NEVER,
+        *LOCAL_DELIVERY,
+        *SMTP_CLIENT,
+        *DATACLASS_MACHINERY,
+        "mailhop.deliver.log",
+        "encodings.idna",
+        # Routing asks _socket for the host name; the socket wrapper builds IntEnums.
+        "socket",
+        "selectors",
+        # A small message is hashed without loading OpenSSL's libcrypto (spool.py).
+        "hashlib",
+        "_hashlib",
+    )
     assert loaded_of(modules, never) == []
 
 
@@ -160,9 +190,43 @@ def test_local_delivery_loads_no_network_or_queue_code(tmp_path: Path) -> None:
         "mailhop.deliver.relay",
         "mailhop.message.system_mail",
         "mailhop.queue",
+        *DATACLASS_MACHINERY,
         # Unique file names need no secrets module: it would load OpenSSL's hashlib.
         "hashlib",
         "secrets",
+        # The host name comes from _socket (routing, and the sender without an account).
+        "socket",
+        "selectors",
+    )
+    assert loaded_of(modules, never) == []
+
+
+def test_queue_run_loads_only_what_delivering_needs(tmp_path: Path) -> None:
+    # Each enqueue kicks a runner, and timers start one every few minutes: its start
+    # is paid as often as the sendmail's. It needs the SMTP client, TLS and the
+    # spool; not what only a deferral, SCRAM, serverinfo or a help screen uses.
+    with ReferenceServer() as server:
+        config = write_msmtprc(tmp_path, server.port, "tls off", "queue always")
+        status, _, stderr = loaded_modules(config, "-i", "someone@example.org")
+        assert status == 0, stderr
+        status, modules, stderr = loaded_modules(config, "run", command=("mailhop", "queue"))
+        assert status == 0, stderr
+        assert [envelope.recipients for envelope in server.envelopes] == [("someone@example.org",)]
+    assert "mailhop.deliver.smtp" in modules
+    never = (
+        "asyncio",
+        "email",
+        "logging",
+        "mailhop.reader",
+        "mailhop.fetch",
+        "mailhop.net._x509",  # describes certificates for serverinfo and doctor
+        "datetime",
+        "ipaddress",  # source_ip and SOCKS5 only
+        "random",  # the jitter of a retry delay, and secrets for a SCRAM nonce
+        "secrets",
+        "shutil",  # argparse's terminal width
+        "bz2",
+        "lzma",
     )
     assert loaded_of(modules, never) == []
 

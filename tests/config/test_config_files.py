@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -28,9 +27,8 @@ def test_seed_as_msmtprc_600_resolves_default_and_account2(
     configuration = load(environment=environment)
     account1 = configuration.find("account1")
     assert account1 is not None
-    assert dataclasses.replace(chosen.account, name="account1", line=5) == dataclasses.replace(
-        resolve(account_name="account1", environment=environment).account
-    )
+    account1_resolved = resolve(account_name="account1", environment=environment).account
+    assert chosen.account._replace(name="account1", line=5) == account1_resolved
     second = resolve(account_name="account2", environment=environment)
     assert (second.account.name, second.account.line) == ("account2", 12)
 
@@ -59,7 +57,7 @@ def test_a_file_owned_by_someone_else_is_refused(
     environment: Environment, write: WriteFile
 ) -> None:
     write("home/.msmtprc", "account a\npassword x\n", 0o600)
-    stranger = dataclasses.replace(environment, euid=environment.euid + 4242)
+    stranger = environment._replace(euid=environment.euid + 4242)
     with pytest.raises(InsecureConfigError, match="must be owned by you"):
         load(environment=stranger)
 
@@ -115,7 +113,7 @@ def test_user_file_lookup_order(
 def test_xdg_config_home_is_honoured(environment: Environment, write: WriteFile) -> None:
     path = write("xdg/msmtp/config", "host xdg\n")
     variables = {**environment.variables, "XDG_CONFIG_HOME": str(path.parent.parent)}
-    xdg = dataclasses.replace(environment, variables=variables)
+    xdg = environment._replace(variables=variables)
     assert user_config_path(xdg) == str(path)
 
 

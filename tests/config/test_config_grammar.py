@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from pathlib import Path
@@ -337,7 +336,7 @@ def test_account_default_colon_x(environment: Environment) -> None:
     text = "account one\nhost one.example\nport 465\naccount default : one\n"
     one, default = parse(text, environment).accounts
     assert default.name == "default"
-    assert dataclasses.replace(default, name="one", line=1) == one
+    assert default._replace(name="one", line=1) == one
 
 
 def test_eval_replaces_the_line(environment: Environment) -> None:
@@ -391,3 +390,13 @@ def test_tilde_expansion_uses_the_environment_home(
     account = only_account("logfile ~/log\naliases /etc/aliases\n", environment)
     assert account.logfile == os.path.join(environment.home, "log")
     assert account.aliases == "/etc/aliases"
+
+
+def test_an_account_shows_no_secret_in_its_repr() -> None:
+    # Tracebacks and debug output print accounts; the secrets must not be in them.
+    account = Account(name="work", password="hunter2", oauth_client_secret="s3cret", user="me")
+    text = repr(account)
+    assert "hunter2" not in text
+    assert "s3cret" not in text
+    assert "user='me'" in text
+    assert text.startswith("Account(name='work', ")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -42,7 +41,7 @@ def no_keyring() -> Iterator[None]:
 
 
 def test_password_line_comes_first(environment: Environment) -> None:
-    account = dataclasses.replace(ACCOUNT, password="direct", passwordeval="false")
+    account = ACCOUNT._replace(password="direct", passwordeval="false")
     assert get_password(account, environment=environment) == "direct"
 
 
@@ -67,14 +66,14 @@ def test_passwordeval_plain_argv_runs_without_a_shell(
     environment: Environment, tmp_path: Path
 ) -> None:
     printer = script(tmp_path, "printer", 'printf "%s\\r\\nsecond\\n" "$1"')
-    account = dataclasses.replace(ACCOUNT, passwordeval=f"{printer} 'tok en'")
+    account = ACCOUNT._replace(passwordeval=f"{printer} 'tok en'")
     assert get_password(account, environment=environment) == "tok en"
 
 
 def test_passwordeval_through_the_shell(environment: Environment, home: Path) -> None:
     (home / "pw").write_text("from-file\nignored\n", encoding="utf-8")
     for command in ("cat ~/pw | head -1", "head -1 ~/pw"):
-        account = dataclasses.replace(ACCOUNT, passwordeval=command)
+        account = ACCOUNT._replace(passwordeval=command)
         assert get_password(account, environment=environment) == "from-file"
 
 
@@ -89,7 +88,7 @@ def test_passwordeval_through_the_shell(environment: Environment, home: Path) ->
 def test_passwordeval_failures_are_refused_without_showing_output(
     command: str, reason: str, environment: Environment
 ) -> None:
-    account = dataclasses.replace(ACCOUNT, passwordeval=command)
+    account = ACCOUNT._replace(passwordeval=command)
     with pytest.raises(CommandFailedError) as caught:
         get_password(account, environment=environment)
     assert reason in str(caught.value)
@@ -100,14 +99,14 @@ def test_passwordeval_failures_are_refused_without_showing_output(
 
 
 def test_passwordeval_timeout(environment: Environment) -> None:
-    account = dataclasses.replace(ACCOUNT, passwordeval="sleep 5")
+    account = ACCOUNT._replace(passwordeval="sleep 5")
     with pytest.raises(CommandFailedError, match=r"timed out after 0\.2 seconds"):
         get_password(account, environment=environment, passwordeval_timeout=0.2)
 
 
 def test_passwordeval_stdin_is_closed(environment: Environment) -> None:
     # For sendmail, stdin is the mail: a passwordeval must not be able to eat it.
-    account = dataclasses.replace(ACCOUNT, passwordeval="cat; echo after")
+    account = ACCOUNT._replace(passwordeval="cat; echo after")
     assert get_password(account, environment=environment) == "after"
 
 
@@ -130,9 +129,9 @@ def test_netrc_by_host_and_login(
 ) -> None:
     write("home/.netrc", NETRC)
     assert get_password(ACCOUNT, environment=environment, interactive=False) == '"alices"'
-    nobody = dataclasses.replace(ACCOUNT, user=None)
+    nobody = ACCOUNT._replace(user=None)
     assert get_password(nobody, environment=environment, interactive=False) == "bobs"
-    unknown = dataclasses.replace(ACCOUNT, user="carol")
+    unknown = ACCOUNT._replace(user="carol")
     assert get_password(unknown, environment=environment, interactive=False) is None
 
 
@@ -149,7 +148,7 @@ def test_socket_is_the_lookup_host(
     environment: Environment, write: WriteFile, no_keyring: None
 ) -> None:
     write("home/.netrc", "machine /run/smtp.sock login alice password sock\n")
-    account = dataclasses.replace(ACCOUNT, socket="/run/smtp.sock")
+    account = ACCOUNT._replace(socket="/run/smtp.sock")
     assert get_password(account, environment=environment, interactive=False) == "sock"
 
 
@@ -176,7 +175,7 @@ def test_keyring_package_with_a_registered_backend(
             del self.secrets[(service, username)]
 
     write("home/.netrc", "machine smtp.example.com login alice password netrc\n")
-    empty_path = dataclasses.replace(environment, variables={"PATH": "/nonexistent"})
+    empty_path = environment._replace(variables={"PATH": "/nonexistent"})
     previous = keyring.get_keyring()
     backend = MemoryKeyring()
     keyring.set_keyring(backend)
@@ -202,9 +201,9 @@ def test_secret_tool_with_msmtps_attributes(
         "  printf 'from-keyring'; exit 0\nfi\nexit 1",
     )
     path = f"{tmp_path / 'bin'}:/usr/bin:/bin"
-    with_tool = dataclasses.replace(environment, variables={"PATH": path})
+    with_tool = environment._replace(variables={"PATH": path})
     assert get_password(ACCOUNT, environment=with_tool, interactive=False) == "from-keyring"
-    other = dataclasses.replace(ACCOUNT, user="bob")
+    other = ACCOUNT._replace(user="bob")
     assert get_password(other, environment=with_tool, interactive=False) is None
     assert log.read_text(encoding="utf-8").splitlines()[-1] == (
         "lookup user bob protocol smtp server smtp.example.com"  # the legacy schema second
@@ -215,7 +214,7 @@ def test_secret_tool_with_msmtps_attributes(
 def test_real_secret_tool_lookup_of_a_missing_entry(environment: Environment) -> None:
     if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
         pytest.skip("no D-Bus session for the Secret Service")
-    account = dataclasses.replace(ACCOUNT, host="mailhop-test.invalid")
+    account = ACCOUNT._replace(host="mailhop-test.invalid")
     assert get_password(account, environment=environment, interactive=False) is None
 
 
@@ -228,7 +227,7 @@ def test_prompt_on_a_terminal_without_echo(environment: Environment, no_keyring:
     import termios
 
     master, slave = os.openpty()
-    terminal = dataclasses.replace(environment, tty=os.ttyname(slave))
+    terminal = environment._replace(tty=os.ttyname(slave))
     seen = bytearray()
     echo_during_prompt: list[bool] = []
 
@@ -252,7 +251,7 @@ def test_prompt_on_a_terminal_without_echo(environment: Environment, no_keyring:
 
 def test_nothing_found_without_prompt(environment: Environment, no_keyring: None) -> None:
     assert get_password(ACCOUNT, environment=environment, interactive=False) is None
-    assert get_password(dataclasses.replace(ACCOUNT, host=None), environment=environment) is None
+    assert get_password(ACCOUNT._replace(host=None), environment=environment) is None
 
 
 def test_importing_the_package_stays_lean() -> None:

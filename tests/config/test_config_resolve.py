@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from mailhop.config import (
@@ -108,7 +106,7 @@ def test_no_configuration_at_all_says_what_to_do(environment: Environment) -> No
 
 def test_environment_fallback(environment: Environment) -> None:
     variables = {**environment.variables, "SMTPSERVER": "relay.example", "EMAIL": "me@x.org"}
-    fallback = dataclasses.replace(environment, variables=variables)
+    fallback = environment._replace(variables=variables)
     resolution = resolve(environment=fallback)
     assert (resolution.account.host, resolution.account.from_address) == (
         "relay.example",
@@ -120,8 +118,8 @@ def test_environment_fallback(environment: Environment) -> None:
     with pytest.raises(AccountError):
         resolve(account_name="default", environment=fallback)
     # Sendmail mode needs EMAIL or -f for the fallback.
-    only_server = dataclasses.replace(
-        environment, variables={**environment.variables, "SMTPSERVER": "relay.example"}
+    only_server = environment._replace(
+        variables={**environment.variables, "SMTPSERVER": "relay.example"}
     )
     with pytest.raises(AccountError):
         resolve(environment=only_server)
@@ -246,7 +244,7 @@ def test_check_account_refuses(settings: dict[str, object], problem: str) -> Non
         tls_trust_file="system",
     )
     check_account(good)
-    bad = dataclasses.replace(good, **settings)  # type: ignore[arg-type]
+    bad = good._replace(**settings)  # type: ignore[arg-type]
     with pytest.raises(AccountError, match=problem) as caught:
         check_account(bad)
     assert str(caught.value).startswith("account acc from /rc: ")
@@ -254,11 +252,9 @@ def test_check_account_refuses(settings: dict[str, object], problem: str) -> Non
 
 def test_check_accepts_fingerprint_or_no_certcheck_instead_of_a_trust_file() -> None:
     base = Account(name="a", host="h", port=465, from_address="a@b.c", tls=True)
-    check_account(dataclasses.replace(base, tls_fingerprint=b"\x01" * 32))
-    check_account(dataclasses.replace(base, tls_certcheck=False))
-    check_account(
-        dataclasses.replace(base, from_address=None, tls_trust_file="system"), sendmail_mode=False
-    )
+    check_account(base._replace(tls_fingerprint=b"\x01" * 32))
+    check_account(base._replace(tls_certcheck=False))
+    check_account(base._replace(from_address=None, tls_trust_file="system"), sendmail_mode=False)
 
 
 def test_check_is_done_on_use_not_on_load(environment: Environment, write: WriteFile) -> None:
@@ -282,8 +278,8 @@ def test_substitutions_in_from_and_domain(environment: Environment, write: Write
     assert account.from_address == "tester@mail.example.org"
     assert account.domain == "box.example.org.mail.example.org-%U"  # no %U in domain
     assert mailname.exists()
-    with_user = dataclasses.replace(
-        environment, variables={**environment.variables, "USER": "u1", "LOGNAME": "l1"}
+    with_user = environment._replace(
+        variables={**environment.variables, "USER": "u1", "LOGNAME": "l1"}
     )
     assert resolve(environment=with_user).account.from_address == "u1@mail.example.org"
     f_account = resolve(account_name="f", environment=environment).account

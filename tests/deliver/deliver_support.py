@@ -8,7 +8,6 @@ server's capture.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import subprocess
@@ -45,7 +44,7 @@ def make_account(port: int, ca_file: Path | None = None, **settings: Any) -> Acc
         timeout=TEST_TIMEOUT_SECONDS,
         from_address="sender@example.test",
     )
-    return dataclasses.replace(base, **settings)
+    return base._replace(**settings)
 
 
 def run_submit(

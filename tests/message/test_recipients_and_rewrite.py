@@ -298,16 +298,29 @@ def test_set_to_header_keeps_names_and_folds_long_lists() -> None:
 )
 @pytest.mark.parametrize("value", ["Evil\r\nBcc: x@y", "Evil\nX: y", "a\0b", "a\x1bb"])
 def test_caller_values_with_line_breaks_are_refused(field: str, value: str) -> None:
+    # Refused even where the value would not be written (a From header is present).
     with pytest.raises(UnsafeValueError) as caught:
-        HeaderSettings(**{field: value})  # type: ignore[arg-type]
+        rewrite("From: a@x\nSubject: s\n", None, **{field: value})
     assert caught.value.exit_code == ExitCode.USAGE
+    with pytest.raises(UnsafeValueError):
+        HeaderSettings(**{field: value}).check()  # type: ignore[arg-type]
+    # A copy is checked as well: _replace runs no constructor hook.
+    with pytest.raises(UnsafeValueError):
+        rewrite_headers(
+            headers_of("Subject: s\n"),
+            HeaderSettings()._replace(**{field: value}),  # type: ignore[arg-type]
+            envelope_from=SENDER,
+            recipients=Recipients(addresses=()),
+            now=NOW,
+        )
 
 
 def test_domain_must_be_a_host_name() -> None:
     with pytest.raises(UnsafeValueError):
-        HeaderSettings(domain="a b")
+        rewrite("Subject: s\n", domain="a b")
     with pytest.raises(UnsafeValueError):
-        HeaderSettings(domain="x>")
+        rewrite("Subject: s\n", domain="x>")
+    rewrite("Subject: s\n", domain="mail.example.org")
 
 
 def test_header_field_build_refuses_injection_and_folds() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
@@ -82,6 +81,6 @@ def test_timeouts_default_to_rfc_5321() -> None:
 
 def test_msmtp_timeout_setting_applies_everywhere() -> None:
     timeouts = Timeouts.from_setting(30)
-    assert {getattr(timeouts, f.name) for f in dataclasses.fields(timeouts)} == {30}
+    assert set(timeouts._asdict().values()) == {30}
     with pytest.raises(ValueError, match="positive"):
         Timeouts.from_setting(0)

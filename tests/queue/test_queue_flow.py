@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from mailhop.errors import ExitCode
 from mailhop.queue import Route, Spool
+from mailhop.queue.spool import BUILTIN_SHA256_MAX_OCTETS
 from tests.queue.queue_support import (
     closed_port,
     environment,
@@ -172,3 +177,62 @@ def test_corrupt_entries_are_quarantined_and_others_delivered(tmp_path: Path) ->
     assert [m.content.count(b"Subject: good") for m in collector.messages] == [1]
     assert spool.ids() == []
     assert sorted(spool.quarantined()) == sorted(ids[1:])
+
+
+@pytest.mark.parametrize(
+    "body_octets",
+    [
+        100,
+        BUILTIN_SHA256_MAX_OCTETS - 4096,  # with its headers, still under the limit
+        BUILTIN_SHA256_MAX_OCTETS + 1,
+        4 * BUILTIN_SHA256_MAX_OCTETS,
+    ],
+)
+def test_the_recorded_checksum_is_the_messages_sha256_at_every_size(
+    tmp_path: Path, body_octets: int
+) -> None:
+    # Up to the limit a fresh sendmail hashes with the interpreter's own SHA-256 (no
+    # OpenSSL load), beyond it with hashlib's; the record must hold the digest either
+    # way, and the runner (which checks it with hashlib) must then send the message.
+    line = b"x" * 63 + b"\n"
+    body = line * (body_octets // len(line)) + b"y" * (body_octets % len(line)) + b"\n"
+    message = make_message("sized") + body
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        sent = sendmail(config, "rcpt@example.test", message=message)
+        assert sent.returncode == 0, sent.stderr
+        [record_name] = [name for name in queue_files(config) if name.endswith(".json")]
+        entries = config.parent / "queue" / "entries"
+        record = json.loads((entries / record_name).read_bytes())
+        stored = (entries / record_name.replace(".json", ".msg")).read_bytes()
+        assert record["message_size"] == len(stored) > body_octets
+        assert record["message_sha256"] == hashlib.sha256(stored).hexdigest()
+        ran = queue_run(config)
+        assert ran.returncode == 0, ran.stderr
+    assert len(collector.messages) == 1
+    assert collector.messages[0].content.endswith(body.replace(b"\n", b"\r\n"))
+    assert queue_files(config) == []
+
+
+def test_a_reused_buffer_is_stored_and_hashed_as_it_was_passed(tmp_path: Path) -> None:
+    # The checksum of a small message is computed once it has been written: a caller
+    # that refills one buffer for every chunk must still get the digest of the bytes
+    # written, not of what the buffer holds at the end.
+    buffer = bytearray()
+
+    def refilled() -> Iterator[bytearray]:
+        for letter in b"abc":
+            buffer[:] = bytes([letter]) * 1000
+            yield buffer
+
+    spool = Spool(str(tmp_path / "queue"))
+    entry = spool.enqueue(
+        refilled(),  # type: ignore[arg-type]  # what an untyped caller may pass
+        sender="sender@example.test",
+        recipients=[("rcpt@example.test", Route.RELAY)],
+        account="default",
+        config_file=None,
+    )
+    stored = Path(spool.path(entry.id, ".msg")).read_bytes()
+    assert stored == b"a" * 1000 + b"b" * 1000 + b"c" * 1000
+    assert entry.message_sha256 == hashlib.sha256(stored).hexdigest()

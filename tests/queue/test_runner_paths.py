@@ -4,7 +4,6 @@ their message cap, an unreachable server deferring the rest of a batch."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,7 +140,7 @@ def test_a_held_entry_is_left_alone_even_when_forced(serve: Any, tmp_path: Path)
     spool = queue_messages(tmp_path, serve(handler), 2)
     held, _ = spool.ids()
     with spool.lock(held, wait=1):
-        spool.update(dataclasses.replace(spool.load(held), held=True))
+        spool.update(spool.load(held)._replace(held=True))
     report = run(spool, force=True, connections=1)
     assert report.delivered == 1
     assert spool.ids() == [held]

@@ -178,8 +178,7 @@ def configure(options: argparse.Namespace, *, environment: Environment, say: Say
         provider is not None and provider.oauth is not None and (provider.secret.value == "oauth2")
     )
     user = options.user or address
-    account = dataclasses.replace(
-        base,
+    account = base._replace(
         host=chosen.host,
         port=chosen.port,
         tls_starttls=chosen.tls_mode is TlsMode.STARTTLS,
@@ -204,7 +203,7 @@ def configure(options: argparse.Namespace, *, environment: Environment, say: Say
     else:
         secret = _read_secret(options, account, environment)
         if not options.no_probe:
-            _check_login(dataclasses.replace(account, auth=Auth.CHOOSE, password=secret), say)
+            _check_login(account._replace(auth=Auth.CHOOSE, password=secret), say)
         lines_for_secret = ["auth on", *_store_secret(options, account, secret, environment, say)]
 
     # 4. Write the account.

@@ -226,7 +226,7 @@ def _account_check(options: Options) -> tuple[Check, Account | None]:
             "account", error, "add the setting named above, or run mailhop configure"
         ), None
     if options.timeout:
-        account = dataclasses.replace(account, timeout=options.timeout)
+        account = account._replace(timeout=options.timeout)
     where = account.socket or f"{account.host}:{account.port}"
     return (
         Check(

@@ -199,7 +199,7 @@ def _environment() -> Environment:
     environment = Environment.from_process()
     sysconfdir = environment.variables.get(SYSCONFDIR_VARIABLE)
     if sysconfdir:
-        environment = dataclasses.replace(environment, sysconfdir=sysconfdir)
+        environment = environment._replace(sysconfdir=sysconfdir)
     return environment
 
 

@@ -140,7 +140,7 @@ def _variables(options: ReadOptions) -> dict[str, str]:
     environment = Environment.from_process()
     sysconfdir = environment.variables.get(SYSCONFDIR_VARIABLE)
     if sysconfdir:
-        environment = dataclasses.replace(environment, sysconfdir=sysconfdir)
+        environment = environment._replace(sysconfdir=sysconfdir)
     settings = load_settings(
         environment,
         skip_system=options.skip_system,

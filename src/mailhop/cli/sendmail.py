@@ -10,7 +10,6 @@ TLS, the SMTP core) are imported only once a message is really to be sent.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
@@ -254,8 +253,8 @@ def _local_only_account(options: SendmailOptions, envelope_from: str | None) -> 
     The configured account when one is selected but incomplete for relaying (no
     ``host``), else the embedded default (no configuration at all).
     """
+    import _socket  # noqa: PLC0415 - gethostname without the socket wrapper (see routing)
     import getpass  # noqa: PLC0415
-    import socket  # noqa: PLC0415
 
     from mailhop.config import Account  # noqa: PLC0415
     from mailhop.config.accounts import apply_settings, complete, select_account  # noqa: PLC0415
@@ -268,8 +267,8 @@ def _local_only_account(options: SendmailOptions, envelope_from: str | None) -> 
     except AccountError:
         account = Account(name="local delivery")
     sender = envelope_from or account.from_address
-    sender = sender or f"{getpass.getuser()}@{socket.gethostname()}"
-    return dataclasses.replace(account, from_address=sender)
+    sender = sender or f"{getpass.getuser()}@{_socket.gethostname()}"
+    return account._replace(from_address=sender)
 
 
 def _deliver(
@@ -342,8 +341,7 @@ def _deliver(
 
     reply = receipt.acceptance.reply
     log(
-        lambda record: dataclasses.replace(
-            record,
+        lambda record: record._replace(
             mailsize=receipt.acceptance.mailsize,
             smtp_status=reply.code,
             smtp_message=reply_lines(reply),
@@ -360,14 +358,13 @@ def _failed(error: MailhopError) -> Callable[[DeliveryRecord], DeliveryRecord]:
         from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
 
         if isinstance(error, ServerReplyError):
-            return dataclasses.replace(
-                record,
+            return record._replace(
                 smtp_status=error.code,
                 smtp_message=error.lines,
                 error_message=str(error),
                 exit_code=error.exit_code,
             )
-        return dataclasses.replace(record, error_message=str(error), exit_code=error.exit_code)
+        return record._replace(error_message=str(error), exit_code=error.exit_code)
 
     return outcome
 

@@ -13,9 +13,9 @@ ends the options.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from mailhop.errors import UsageError
 
@@ -34,8 +34,7 @@ class Mode(enum.Enum):
     HELP = "help"  # --help
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SendmailOptions:
+class SendmailOptions(NamedTuple):
     """Everything the sendmail command line said, before any configuration is read."""
 
     mode: Mode = Mode.SEND

@@ -15,8 +15,8 @@ Steps (``resolve`` does them all, in msmtp's order):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from mailhop.config import msmtprc
 from mailhop.config.environment import Environment
@@ -40,16 +40,14 @@ ENVIRONMENT_ACCOUNT = "environment"
 COMMAND_LINE_ACCOUNT = "command line"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Selection:
+class Selection(NamedTuple):
     """The chosen account and why (lines ``--pretend`` prints)."""
 
     account: Account
     reasons: tuple[str, ...]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Resolution:
+class Resolution(NamedTuple):
     """The account a run uses, ready to send with, and the story of how it was found."""
 
     account: Account
@@ -177,15 +175,12 @@ def apply_settings(
         except msmtprc.InvalidArgument as error:
             option = name.replace("_", "-")
             raise UsageError(f"invalid argument {value} for --{option}: {error}") from None
-    source = dataclasses.replace(account, explicit=frozenset(values), **values)  # type: ignore[arg-type]
+    source = account._replace(explicit=frozenset(values), **values)  # type: ignore[arg-type]
     return override(account, source)
 
 
 def _default_of(field: str) -> object:
-    for candidate in dataclasses.fields(Account):
-        if candidate.name == field:
-            return candidate.default
-    raise KeyError(field)
+    return Account._field_defaults[field]
 
 
 def complete(
@@ -215,7 +210,7 @@ def complete(
     if sendmail_mode and account.auto_from:
         user = environment.user_name()
         changes["from_address"] = f"{user}@{account.maildomain}" if account.maildomain else user
-    return dataclasses.replace(account, **changes)  # type: ignore[arg-type]
+    return account._replace(**changes)  # type: ignore[arg-type]
 
 
 def expand(
@@ -256,7 +251,7 @@ def expand_from_header(
         environment=environment or Environment.from_process(),
         from_header_address=from_header_address,
     )
-    return dataclasses.replace(account, from_address=expanded)
+    return account._replace(from_address=expanded)
 
 
 def _sanitized(value: str) -> str:
@@ -366,8 +361,7 @@ def resolve(
         account = apply_settings(selection.account, settings, environment=environment)
         messages = configuration.messages + selection.reasons
     if envelope_from is not None and account.allow_from_override:
-        account = dataclasses.replace(
-            account,
+        account = account._replace(
             from_address=envelope_from,
             explicit=account.explicit | {"from_address"},
         )

@@ -8,13 +8,12 @@ temporary directory and never read the real ``/etc`` or ``~``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
+from typing import NamedTuple
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Environment:
+class Environment(NamedTuple):
     """The process facts the configuration depends on."""
 
     home: str

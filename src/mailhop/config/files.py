@@ -21,10 +21,10 @@ file does not define; ``-f`` picks the *first* account whose ``from`` matches.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import stat
+from typing import NamedTuple
 
 from mailhop.config import msmtprc
 from mailhop.config.environment import Environment
@@ -37,8 +37,7 @@ from mailhop.errors import ConfigError, ExitCode
 INSECURE_MODE_BITS = stat.S_IXUSR | stat.S_IRWXG | stat.S_IRWXO
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Configuration:
+class Configuration(NamedTuple):
     """The merged accounts and what loading said (``--pretend`` prints ``messages``)."""
 
     accounts: tuple[Account, ...]

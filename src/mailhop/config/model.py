@@ -14,9 +14,9 @@ raw setting and not a default computed too early.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Iterable
+from typing import NamedTuple
 
 
 class Protocol(enum.Enum):
@@ -115,9 +115,13 @@ DEFAULT_PROXY_PORT = 1080
 SYSTEM_TRUST = "system"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Account:
-    """One account, every setting typed; None means "not set" (msmtp's NULL)."""
+class Account(NamedTuple):
+    """One account, every setting typed; None means "not set" (msmtp's NULL).
+
+    A NamedTuple, not a dataclass: every sendmail process builds this class, and a
+    dataclass of 74 fields costs it 6-7 ms at import (docs/CONVENTIONS.md). Build
+    one with keywords, change one with ``_replace``; ``repr`` leaves out the secrets.
+    """
 
     name: str
     file: str | None = None  # the file that defined it; None: command line or environment
@@ -138,7 +142,7 @@ class Account:
     # authentication
     auth: Auth = Auth.NONE
     user: str | None = None
-    password: str | None = dataclasses.field(default=None, repr=False)
+    password: str | None = None  # never in repr (see __repr__)
     passwordeval: str | None = None
     ntlmdomain: str | None = None
     allow_plaintext_auth: bool = False  # mailhop: AUTH without TLS only when on
@@ -192,7 +196,7 @@ class Account:
     oauth_device_endpoint: str | None = None
     oauth_authorize_endpoint: str | None = None
     oauth_client_id: str | None = None
-    oauth_client_secret: str | None = dataclasses.field(default=None, repr=False)
+    oauth_client_secret: str | None = None  # never in repr
     oauth_scope: str | None = None
 
     # local delivery and system mail (mailhop, issue #5; docs/local.md)
@@ -221,12 +225,23 @@ class Account:
             return f"account {self.name}"
         return f"account {self.name} from {self.file}"
 
+    def __repr__(self) -> str:
+        # Secrets never reach a log, a transcript or a traceback (DESIGN.md §4.7).
+        shown = ", ".join(
+            f"{name}={value!r}"
+            for name, value in zip(self._fields, self, strict=True)
+            if name not in SECRET_FIELDS
+        )
+        return f"Account({shown})"
+
+
+# Fields whose values are secrets: left out of ``repr``.
+SECRET_FIELDS = frozenset({"password", "oauth_client_secret"})
+
 
 # Fields that are part of an account's settings (not its identity).
 SETTING_FIELDS: tuple[str, ...] = tuple(
-    field.name
-    for field in dataclasses.fields(Account)
-    if field.name not in ("name", "file", "line", "explicit")
+    name for name in Account._fields if name not in ("name", "file", "line", "explicit")
 )
 
 
@@ -239,4 +254,4 @@ def override(account: Account, source: Account, fields: Iterable[str] | None = N
     """
     names = source.explicit if fields is None else frozenset(fields) & source.explicit
     changes: dict[str, object] = {name: getattr(source, name) for name in names}
-    return dataclasses.replace(account, explicit=account.explicit | names, **changes)  # type: ignore[arg-type]
+    return account._replace(explicit=account.explicit | names, **changes)  # type: ignore[arg-type]

@@ -20,8 +20,8 @@ means one row here and one field in ``model.Account``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 from mailhop.config import _commands
 from mailhop.config.environment import Environment
@@ -51,8 +51,7 @@ class InvalidArgument(ValueError):
     """Raised by a converter: the reason, without file and line."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """One configuration command: the field it sets and how its argument converts.
 
     ``field`` None: accepted for compatibility and ignored. ``switch``: an on/off-like
@@ -427,8 +426,7 @@ def convert(command: str, argument: str, environment: Environment) -> tuple[str 
     return entry.field, entry.convert(argument, environment)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ParsedFile:
+class ParsedFile(NamedTuple):
     """The accounts of one file, in order, and whether it holds a password."""
 
     path: str
@@ -436,14 +434,16 @@ class ParsedFile:
     contains_secrets: bool
 
 
-@dataclasses.dataclass
 class _Draft:
     """An account being built: values and the explicitly set fields."""
 
-    name: str
-    line: int
-    values: dict[str, object]
-    explicit: set[str]
+    __slots__ = ("explicit", "line", "name", "values")
+
+    def __init__(self, name: str, line: int, values: dict[str, object], explicit: set[str]) -> None:
+        self.name = name
+        self.line = line
+        self.values = values
+        self.explicit = explicit
 
     def build(self, path: str) -> Account:
         return Account(

@@ -28,11 +28,11 @@ builds a new list and visits every recipient exactly once.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from mailhop.deliver.errors import DeliveryError
 from mailhop.errors import ExitCode
@@ -97,14 +97,12 @@ class TargetKind(enum.Enum):
     INCLUDE = "include"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AliasTarget:
+class AliasTarget(NamedTuple):
     kind: TargetKind
     value: str
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AliasEntry:
+class AliasEntry(NamedTuple):
     """One ``name: targets`` entry and the line it starts on."""
 
     name: str
@@ -112,8 +110,7 @@ class AliasEntry:
     line: int
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AliasProblem:
+class AliasProblem(NamedTuple):
     """Something wrong in an aliases file, with its line (``newaliases`` prints these)."""
 
     path: str
@@ -124,8 +121,7 @@ class AliasProblem:
         return f"{self.path}:{self.line}: {self.reason}"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AliasTable:
+class AliasTable(NamedTuple):
     """A parsed aliases file. ``trusted``: it may name files and commands."""
 
     path: str
@@ -139,8 +135,7 @@ class AliasTable:
         return self.entries.get(key)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Destination:
+class Destination(NamedTuple):
     """Where mail for one recipient ends up after expansion.
 
     ``original`` is the recipient as given; ``via`` the alias names it went through;
@@ -160,8 +155,7 @@ class Destination:
         return f"{self.kind.value} {chain}"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Expansion:
+class Expansion(NamedTuple):
     destinations: tuple[Destination, ...]
 
 

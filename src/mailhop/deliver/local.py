@@ -20,11 +20,11 @@ write gives exit 75 (see ``mailhop.store.mbox``); an unknown user gives 67.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import os
 import time
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from mailhop.deliver.aliases import Destination, DestinationKind
 from mailhop.deliver.errors import DeliveryError
@@ -63,16 +63,14 @@ class MailboxKind(enum.Enum):
     MAILDIR = "maildir"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class LocalSettings:
+class LocalSettings(NamedTuple):
     spool_directory: str = "/var/mail"
     mailbox: MailboxKind = MailboxKind.AUTO
     host: str = "localhost"  # the name in Delivered-To and Received
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT_SECONDS
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class LocalDelivery:
+class LocalDelivery(NamedTuple):
     destination: Destination
     where: str
 

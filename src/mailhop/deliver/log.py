@@ -14,11 +14,11 @@ the message was sent or not regardless of the log.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 import sys
 import time
+from typing import NamedTuple
 
 from mailhop.errors import ExitCode
 
@@ -31,23 +31,23 @@ LOCK_RETRY_SECONDS = 0.05
 REPLY_LINE_SEPARATOR = "\\n"  # two characters: a backslash and an n
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DeliveryRecord:
+class DeliveryRecord(NamedTuple):
     """What one delivery attempt did, as the log line reports it."""
 
     host: str  # or the socket path when `socket` is used
-    via_socket: bool = False
     tls: bool
     auth: bool
-    user: str | None = None
     envelope_from: str
     recipients: tuple[str, ...]
+    exit_code: ExitCode
+    # Fields with a default come last (a NamedTuple's rule); build records with keywords.
+    via_socket: bool = False
+    user: str | None = None
     mailsize: int | None = None
     smtp_status: int | None = None
     smtp_message: tuple[str, ...] = ()  # the server's reply lines
     error_message: str | None = None
     message_id: str | None = None
-    exit_code: ExitCode
 
 
 def format_line(record: DeliveryRecord, *, time_format: str | None = DEFAULT_TIME_FORMAT) -> str:

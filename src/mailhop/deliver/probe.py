@@ -54,8 +54,7 @@ def probe_account(base: Account, host: str, port: int, tls_mode: TlsMode) -> Pro
     Raises:
         MailhopError: the connection, TLS or greeting failed (with its exit code).
     """
-    account = dataclasses.replace(
-        base,
+    account = base._replace(
         host=host,
         port=port,
         tls=tls_mode is not TlsMode.OFF,

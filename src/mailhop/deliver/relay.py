@@ -12,8 +12,7 @@ Message-ID and Date it will keep through every retry.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mailhop.config import Account, QueueMode
 from mailhop.deliver.submit import Receipt, header_settings, submit
@@ -24,8 +23,7 @@ if TYPE_CHECKING:
     from mailhop.deliver.smtp import Transcript
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RelayOutcome:
+class RelayOutcome(NamedTuple):
     """Sent now (``receipt``), or queued (``queue_id``, with the error that deferred it)."""
 
     receipt: Receipt | None = None
@@ -87,7 +85,7 @@ def relay(
         outcome = _enqueue(
             account, prepared, sender, recipients, config_file, settings, queue_dir, error
         )
-        return dataclasses.replace(outcome, deferred_by=error)
+        return outcome._replace(deferred_by=error)
     _kick_if_waiting(account, config_file, queue_dir)
     return RelayOutcome(receipt=receipt, message_id=message_id)
 

@@ -11,11 +11,15 @@ cheap names do not settle, so ``echo hi | sendmail root`` from cron never waits 
 
 from __future__ import annotations
 
-import dataclasses
+# The host name and the resolver come from the socket module's C core: ``socket``
+# itself, a wrapper that turns its constants into enums, costs a queued message 4-5 ms
+# of imports (its IntEnums, selectors, array), and nothing on that path opens a
+# socket. ``socket.gethostname`` and ``socket.getaddrinfo`` are these functions; the
+# wrapper only converts the family and type of each result, which are not read here.
+import _socket
 import functools
-import socket
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mailhop.deliver.errors import DeliveryError
 from mailhop.errors import ExitCode, MailhopError
@@ -63,7 +67,7 @@ def _fully_qualified(host: str) -> str:
     # getaddrinfo loads to encode a str.
     name: str | bytes = host.encode("ascii") if host.isascii() else host
     try:
-        results = socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME)
+        results = _socket.getaddrinfo(name, None, flags=_socket.AI_CANONNAME)
     except OSError:
         return host
     for result in results:
@@ -76,7 +80,7 @@ class LocalDomains:
     """The set of domains that mean "this machine"."""
 
     def __init__(self, extra: Iterable[str] = (), *, mailname_path: str = MAILNAME_PATH) -> None:
-        self.host = socket.gethostname()
+        self.host = _socket.gethostname()
         self.mailname = read_mailname(mailname_path)
         names = {*ALWAYS_LOCAL, self.host, *extra}
         if self.mailname:
@@ -108,8 +112,7 @@ def mail_domain(domains: LocalDomains) -> str:
 # ---------------------------------------------------------------- the routing step
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RoutedMail:
+class RoutedMail(NamedTuple):
     """What is left for the relay after local delivery: recipients, the envelope
     sender and the message with system-mail headers fixed (None recipients: nothing
     leaves the machine)."""
@@ -182,9 +185,7 @@ def route_and_deliver_locally(
         # RFC 5321 §4.1.2: a reverse-path beyond this machine needs a domain. A bare
         # local name (``-f root``) is qualified with the mail domain, as Postfix's
         # append_at_myorigin does, so the server accepts it and a bounce finds it.
-        relay_sender = dataclasses.replace(
-            sender, addr_spec=f"{sender.addr_spec}@{mail_domain(domains)}"
-        )
+        relay_sender = sender._replace(addr_spec=f"{sender.addr_spec}@{mail_domain(domains)}")
     fixed = fix_system_mail(
         message.headers,
         SystemMailSettings(

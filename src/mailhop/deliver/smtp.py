@@ -18,9 +18,8 @@ reports each refusal with its reply.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Literal, cast
+from typing import Literal, NamedTuple, cast
 
 from mailhop.config import Account, Auth, Protocol, get_password
 from mailhop.deliver.errors import (
@@ -77,8 +76,7 @@ Transcript = Callable[[str], None]
 DsnNotify = Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Envelope:
+class Envelope(NamedTuple):
     """Who a message is from and to, as SMTP sees it (RFC 5321 §2.3.1)."""
 
     sender: str  # "" for the null reverse-path
@@ -86,8 +84,7 @@ class Envelope:
     smtputf8: bool = False  # an address is not ASCII (RFC 6531)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """The message as it will cross the wire, with what MAIL FROM must declare."""
 
     chunks: Iterable[bytes]
@@ -95,16 +92,14 @@ class Outgoing:
     body_8bitmime: bool = False
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Acceptance:
+class Acceptance(NamedTuple):
     """The server's final 250 for one message."""
 
     reply: Reply
     mailsize: int
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class PerRecipientOutcome:
+class PerRecipientOutcome(NamedTuple):
     """What happened to each recipient of one message (``send_per_recipient``).
 
     ``acceptance`` is the final 250 that covers every ``accepted`` recipient; it is

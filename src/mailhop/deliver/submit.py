@@ -9,8 +9,7 @@ sender and recipients, it rewrites the headers as the account says, opens an
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mailhop.config import Account, HeaderPolicy
 from mailhop.config import ToHeader as ConfigToHeader
@@ -31,8 +30,7 @@ if TYPE_CHECKING:
     from mailhop.deliver.smtp import Acceptance, Transcript
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Receipt:
+class Receipt(NamedTuple):
     """What the server said when it took the message."""
 
     acceptance: Acceptance
@@ -109,7 +107,7 @@ def submit(
             envelope_needs_smtputf8=envelope.smtputf8,
         ) as transfer:
             acceptance = session.send(
-                dataclasses.replace(envelope, smtputf8=transfer.smtputf8),
+                envelope._replace(smtputf8=transfer.smtputf8),
                 Outgoing(
                     chunks=transfer.chunks(),
                     size=transfer.size,

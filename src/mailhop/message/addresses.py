@@ -16,7 +16,7 @@ by a program we hand it to (a leading ``-``).
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 from mailhop.message.errors import AddressError
 
@@ -38,8 +38,7 @@ _QUOTE_NEEDED = set(_SPECIALS) | {" ", "\t"}
 _DOMAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Address:
+class Address(NamedTuple):
     """One mailbox: ``addr_spec`` as it goes between SMTP's angle brackets.
 
     The null sender (``-f '<>'``) is ``addr_spec == ""``. A local name such as
@@ -82,8 +81,7 @@ def quote_phrase(text: str) -> str:
     return f'"{escaped}"'
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Token:
+class _Token(NamedTuple):
     kind: str  # "atom", "quoted", "literal", or the special character itself
     text: str
 

@@ -9,11 +9,10 @@ temporary file. While the bytes pass, one scan notes what the transfer decision 
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from mailhop.errors import ExitCode
 from mailhop.message.errors import MessageError
@@ -28,8 +27,7 @@ MAX_BODY_IN_MEMORY = 1 << 20
 CHUNK_OCTETS = 1 << 16
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class BodyScan:
+class BodyScan(NamedTuple):
     """What one pass over the body found.
 
     ``longest_line`` counts octets without the line ending (LF or CRLF), as RFC 5322

@@ -17,10 +17,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mailhop.message.body import CHUNK_OCTETS, BodyScan, Spool
 from mailhop.message.errors import HeaderBlockTooLargeError, MalformedMessageError
@@ -43,8 +42,7 @@ class Readable(Protocol):
     def readline(self, size: int = -1, /) -> bytes: ...
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Message:
+class Message(NamedTuple):
     """A message as read: header fields, the separator line, and the spooled body.
 
     ``separator`` is the empty line that ended the header block as it was read (LF or
@@ -65,7 +63,7 @@ class Message:
         return self.body.scan
 
     def with_headers(self, headers: HeaderBlock) -> Message:
-        return dataclasses.replace(self, headers=headers)
+        return self._replace(headers=headers)
 
     def chunks(self) -> Iterator[bytes]:
         """The whole message as it stands: headers, separator, body."""

@@ -15,8 +15,8 @@ them into a ``To:`` (msmtp's ``set_to_header on`` does; we do not).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from mailhop.message.addresses import Address, parse_address_list
 from mailhop.message.errors import AddressError
@@ -29,8 +29,7 @@ _RESENT_RECIPIENT_FIELDS = frozenset({"resent-to", "resent-cc", "resent-bcc"})
 _HIDDEN_FIELDS = frozenset({"bcc", "resent-bcc"})
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Recipients:
+class Recipients(NamedTuple):
     """The envelope recipients in order, without exact duplicates.
 
     ``hidden`` holds the lower-cased ``addr_spec`` of every address named in a ``Bcc``

@@ -21,10 +21,10 @@ the original ones, in msmtp's order (From, To, Date, Message-ID). Where we diffe
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import enum
 import os
 import time
+from typing import NamedTuple
 
 from mailhop.message.addresses import Address, parse_address_list, quote_phrase
 from mailhop.message.errors import AddressError, UnsafeValueError
@@ -71,12 +71,13 @@ UNDISCLOSED = "undisclosed-recipients:;"
 _ENCODED_WORD_OCTETS = 45
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class HeaderSettings:
+class HeaderSettings(NamedTuple):
     """What rewriting may do, in msmtp's terms; the sendmail command line fills it.
 
     ``full_name`` is ``-F`` and wins over ``from_full_name``. ``domain`` is msmtp's
     ``domain`` (also the EHLO name): Message-IDs use it unless it is ``localhost``.
+    The caller's values are checked by ``rewrite_headers``, before any header is
+    written (``check``): a NamedTuple has no constructor hook that ``_replace`` runs.
     """
 
     set_from_header: FromHeader = FromHeader.AUTO
@@ -88,7 +89,13 @@ class HeaderSettings:
     full_name: str | None = None
     domain: str = "localhost"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Refuse a caller value that could not be written into a header safely.
+
+        Raises:
+            UnsafeValueError: CR, LF, NUL or another control character, or a domain
+                that is not a host name (exit 64).
+        """
         if self.from_full_name is not None:
             check_safe_value(self.from_full_name, what="from_full_name")
         if self.full_name is not None:
@@ -199,7 +206,12 @@ def rewrite_headers(
     the Message-ID domain); ``recipients`` supply the To header for
     ``set_to_header``; ``host`` (the SMTP server) is the Message-ID domain of last
     resort, as in msmtp. ``now`` fixes the Date for tests.
+
+    Raises:
+        UnsafeValueError: a value of ``settings`` is unsafe in a header (see
+            ``HeaderSettings.check``); nothing is rewritten.
     """
+    settings.check()
     added: list[HeaderField] = []
     result = headers
 

@@ -17,9 +17,9 @@ Only fields that change are rebuilt; every other byte stays as it came.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 from mailhop.message.addresses import Address, parse_address_list
 from mailhop.message.errors import AddressError
@@ -34,13 +34,12 @@ _COMMENT = re.compile(r"\(([^()]*)\)")
 IsLocal = Callable[[str], bool]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SystemMailSettings:
+class SystemMailSettings(NamedTuple):
     """What to fix. ``account_address`` None: no From rewrite possible."""
 
+    mail_domain: str
     qualify_recipients: bool = True
     rewrite_from: bool = True
-    mail_domain: str
     account_address: str | None = None
 
 
@@ -66,7 +65,7 @@ def _qualified(field: HeaderField, domain: str, line_ending: bytes) -> HeaderFie
     fixed = [
         address
         if "@" in address.addr_spec
-        else dataclasses.replace(address, addr_spec=f"{address.addr_spec}@{domain}")
+        else address._replace(addr_spec=f"{address.addr_spec}@{domain}")
         for address in addresses
     ]
     return HeaderField.build(

@@ -23,11 +23,10 @@ CRLF normalisation, without dot-stuffing.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mailhop.message.body import BodyScan, Spool
 from mailhop.message.errors import MalformedMessageError, ServerCapabilityError
@@ -40,8 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["ServerCapabilities", "Transfer", "TransferForm", "prepare_transfer"]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ServerCapabilities:
+class ServerCapabilities(NamedTuple):
     """The EHLO keywords that decide the transfer form."""
 
     eight_bit_mime: bool = False  # 8BITMIME, RFC 6152

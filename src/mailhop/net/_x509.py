@@ -10,8 +10,8 @@ checked, anything unexpected gives ``None``, and text is made safe for a termina
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
+from typing import NamedTuple
 
 # DER tags used in a TBSCertificate (X.690 §8; RFC 5280 §4.1).
 _SEQUENCE = 0x30
@@ -48,8 +48,7 @@ class _MalformedError(ValueError):
     """The DER is not what RFC 5280 describes."""
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CertificateFields:
+class CertificateFields(NamedTuple):
     subject: str
     issuer: str
     not_before: datetime.datetime

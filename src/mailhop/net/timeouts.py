@@ -9,7 +9,7 @@ mail the server is about to accept, and then send it twice.
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",
@@ -39,8 +39,7 @@ DEFAULT_DATA_TERMINATION_TIMEOUT = 600.0  # §4.5.3.2.6 DATA Termination (250): 
 DEFAULT_COMMAND_TIMEOUT = 300.0
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Timeouts:
+class Timeouts(NamedTuple):
     """Seconds to wait in each phase; defaults are RFC 5321 §4.5.3.2's."""
 
     connect: float = DEFAULT_CONNECT_TIMEOUT
@@ -63,4 +62,4 @@ class Timeouts:
             return cls()
         if seconds <= 0:
             raise ValueError(f"timeout must be positive, not {seconds}")
-        return cls(**{field.name: seconds for field in dataclasses.fields(cls)})
+        return cls(**dict.fromkeys(cls._fields, seconds))

@@ -13,14 +13,12 @@ Every context refuses protocols below TLS 1.2 (RFC 8996; RFC 8314 §4.1).
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import hashlib
 import hmac
 import re
 import ssl
+from typing import TYPE_CHECKING, NamedTuple
 
-from mailhop.net import _x509
 from mailhop.net.errors import (
     CertificateError,
     ConnectionLostError,
@@ -31,6 +29,9 @@ from mailhop.net.errors import (
     TLSUnavailableError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    import datetime
 
 __all__ = [
     "MIN_TLS_VERSION",
@@ -73,8 +74,7 @@ _NO_COMMON_VERSION_REASONS = frozenset(
 _NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST"})
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TLSSettings:
+class TLSSettings(NamedTuple):
     """The TLS settings of one account, with msmtp's meanings."""
 
     trust_file: str | None = None
@@ -93,8 +93,7 @@ class TLSSettings:
     """Name for SNI and verification instead of the configured host (``tls_host_override``)."""
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Fingerprint:
+class Fingerprint(NamedTuple):
     """A pinned certificate digest."""
 
     algorithm: str  # hashlib name: "sha256", "sha1" or "md5"
@@ -105,8 +104,7 @@ class Fingerprint:
         return hmac.compare_digest(actual, self.digest)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TLSPolicy:
+class TLSPolicy(NamedTuple):
     """Everything a transport needs to run and judge one TLS handshake."""
 
     context: ssl.SSLContext
@@ -137,8 +135,7 @@ class TLSPolicy:
             )
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CertificateInfo:
+class CertificateInfo(NamedTuple):
     """What ``serverinfo`` shows about the server's certificate and session."""
 
     subject: str
@@ -312,6 +309,10 @@ def describe_certificate(
     certificate_der: bytes, *, tls_version: str | None = None, cipher: str | None = None
 ) -> CertificateInfo:
     """Describe a certificate (verified or not) for ``serverinfo``."""
+    # Only serverinfo, doctor and test describe certificates: the DER reader (and the
+    # datetime module it needs) stays off the sending and queue-run paths.
+    from mailhop.net import _x509  # noqa: PLC0415
+
     fields = _x509.read_certificate(certificate_der)
     return CertificateInfo(
         subject=fields.subject if fields else "(unreadable)",

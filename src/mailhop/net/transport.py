@@ -14,15 +14,13 @@ received, with the redacted form of anything secret.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from mailhop.errors import ExitCode
 from mailhop.net import tls as tls_module
@@ -87,8 +85,7 @@ class Direction(enum.Enum):
 TranscriptHook = Callable[[Direction, bytes], None]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """Where to connect, with msmtp's settings of the same names."""
 
     host: str = ""
@@ -110,8 +107,7 @@ class Endpoint:
         return where
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ConnectionInfo:
+class ConnectionInfo(NamedTuple):
     """What is known about an open connection (for -v, logs and serverinfo)."""
 
     peer: str
@@ -359,8 +355,7 @@ class Transport:
             self.close()
             raise
         cipher = tls_socket.cipher()
-        self._info = dataclasses.replace(
-            self._info,
+        self._info = self._info._replace(
             tls_version=tls_socket.version(),
             cipher=cipher[0] if cipher else None,
             certificate=certificate,
@@ -399,6 +394,8 @@ def _connect_tcp(
     """Try every address of the host in turn, all within one deadline."""
     addresses = resolve_host(endpoint.host, endpoint.port)
     if endpoint.source_ip:
+        import ipaddress  # noqa: PLC0415 - only with source_ip or a proxy
+
         try:
             source_version = ipaddress.ip_address(endpoint.source_ip).version
         except ValueError as error:
@@ -537,6 +534,8 @@ def _receive_exactly(sock: socket.socket, count: int, deadline: float, proxy: st
 
 def _socks_address(host: str) -> bytes:
     """RFC 1928 §5 ATYP and DST.ADDR: an IP literal as such, a name for the proxy."""
+    import ipaddress  # noqa: PLC0415 - only with source_ip or a proxy
+
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -22,9 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
-import stringprep
-import unicodedata
 from collections.abc import Generator, Iterable
 from typing import ClassVar
 
@@ -198,7 +195,13 @@ class _Scram(Mechanism):
         self._user = saslprep(user).replace("=", "=3D").replace(",", "=2C")
         self._password = saslprep(password).encode("utf-8")
         # A printable nonce without ",": token_urlsafe uses [A-Za-z0-9_-] only.
-        self._nonce = nonce if nonce is not None else secrets.token_urlsafe(24)
+        if nonce is None:
+            # Only SCRAM needs secrets (and random, which it imports): the PLAIN and
+            # LOGIN most servers offer leave both off every sender's start.
+            import secrets  # noqa: PLC0415
+
+            nonce = secrets.token_urlsafe(24)
+        self._nonce = nonce
 
     def _hmac(self, key: bytes, message: bytes) -> bytes:
         return hmac.new(key, message, self._hash).digest()
@@ -271,6 +274,10 @@ def _scram_server_first(fields: dict[str, bytes], nonce: str) -> tuple[bytes, by
 
 def saslprep(text: str) -> str:
     """RFC 4013 SASLprep (stored strings: unassigned code points are refused)."""
+    # Imported here: only SCRAM prepares strings, and the tables cost every start.
+    import stringprep  # noqa: PLC0415
+    import unicodedata  # noqa: PLC0415
+
     mapped = "".join(
         " " if stringprep.in_table_c12(char) else char
         for char in text

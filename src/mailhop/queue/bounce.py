@@ -21,7 +21,6 @@ relay account.
 
 from __future__ import annotations
 
-import dataclasses
 import email.utils
 import enum
 import re
@@ -29,7 +28,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterable
-from typing import IO
+from typing import IO, NamedTuple
 
 from mailhop.queue.spool import Entry, RecipientState, Route
 
@@ -46,8 +45,7 @@ class Action(enum.Enum):
     DELAYED = "delayed"  # a warning: still queued and retried
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FailedRecipient:
+class FailedRecipient(NamedTuple):
     """One recipient a notice reports, with the last reply that decided it."""
 
     state: RecipientState

@@ -19,9 +19,12 @@ Failure classes, decided from the exit code every mailhop error carries:
 from __future__ import annotations
 
 import enum
-import random
+from typing import TYPE_CHECKING
 
 from mailhop.errors import ExitCode, MailhopError
+
+if TYPE_CHECKING:
+    import random
 
 # Jitter spreads the retries of one outage over +-20 % of the delay.
 JITTER_FRACTION = 0.2
@@ -52,5 +55,9 @@ def retry_delay(
     """Seconds to wait after the ``attempts``-th failed attempt (1 is the first)."""
     exponent = min(max(attempts - 1, 0), MAX_BACKOFF_EXPONENT)
     base = min(float(maximum), float(minimum) * float(1 << exponent))
+    # Imported here: a run that defers nothing never needs it, and importing random
+    # (math, bisect, _sha512, a seed from os.urandom) is 1-2 ms of every runner's start.
+    import random  # noqa: PLC0415
+
     spread: float = (rng or random).uniform(-JITTER_FRACTION, JITTER_FRACTION)
     return max(1.0, base * (1.0 + spread))

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
@@ -83,8 +83,7 @@ AccountResolver = Callable[[Entry], "Account"]
 LocalDelivery = Callable[[Entry, Sequence[RecipientState], bytes], Sequence[str]]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RunReport:
+class RunReport(NamedTuple):
     """What one run did (``mailhop queue run`` prints it with ``-v``)."""
 
     delivered: int  # entries fully done and removed
@@ -423,9 +422,7 @@ class _Worker:
                 delivered = set(self.local_delivery(entry, local, file.read()))
                 file.seek(0)
                 for address in delivered:
-                    states[address] = dataclasses.replace(
-                        states[address], status=RecipientStatus.DELIVERED
-                    )
+                    states[address] = states[address]._replace(status=RecipientStatus.DELIVERED)
         relay = [s.address for s in entry.pending if s.route is Route.RELAY]
         session_usable = True
         failure: MailhopError | None = None
@@ -509,7 +506,7 @@ class _Worker:
         expired = self.now - entry.queued_at >= account.queue_lifetime
         if expired:
             recipients = tuple(
-                dataclasses.replace(r, status=RecipientStatus.FAILED)
+                r._replace(status=RecipientStatus.FAILED)
                 if r.status is RecipientStatus.PENDING
                 else r
                 for r in recipients
@@ -548,8 +545,7 @@ class _Worker:
             attempts, minimum=account.queue_retry_min, maximum=account.queue_retry_max
         )
         self.spool.update(
-            dataclasses.replace(
-                entry,
+            entry._replace(
                 recipients=recipients,
                 attempts=attempts,
                 next_attempt=self.now + delay,
@@ -672,8 +668,7 @@ class _Worker:
         if account is not None:
             warned = self.warn_if_delayed(entry, entry.recipients, None, account)
         self.spool.update(
-            dataclasses.replace(
-                entry,
+            entry._replace(
                 attempts=attempts,
                 next_attempt=self.now + retry_delay(attempts, minimum=minimum, maximum=maximum),
                 last_error=message,
@@ -687,8 +682,7 @@ def _attempted(
     state: RecipientState, status: RecipientStatus, code: int, reply: Sequence[str]
 ) -> RecipientState:
     """A recipient after one more attempt that ended in ``status`` with that reply."""
-    return dataclasses.replace(
-        state,
+    return state._replace(
         status=status,
         attempts=state.attempts + 1,
         last_code=code,

@@ -25,7 +25,6 @@ is truncated back to its old size (Postfix local(8) does the same).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import os
@@ -33,6 +32,7 @@ import re
 import stat
 import time
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from mailhop.errors import ExitCode
 from mailhop.faults import crash_point
@@ -78,8 +78,7 @@ class MailboxError(StoreError):
     exit_code = ExitCode.TEMPFAIL
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class MailboxOwner:
+class MailboxOwner(NamedTuple):
     """Who a mailbox belongs to: a new one is created ``uid:gid`` (if we may chown)."""
 
     uid: int
