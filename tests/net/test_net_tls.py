@@ -417,3 +417,12 @@ def test_translation_covers_the_table() -> None:
     assert translate(ConnectionResetError(), "h").exit_code == ExitCode.TEMPFAIL
     assert translate(ssl.SSLEOFError(), "h").exit_code == ExitCode.TEMPFAIL
     assert translate(ssl.SSLError(1, "odd"), "h").exit_code == ExitCode.PROTOCOL
+
+
+def test_the_key_passphrase_never_shows_in_repr() -> None:
+    settings = TLSSettings(key_file="/etc/ssl/private/client.pem", key_password="hunter2-secret")
+    shown = repr(settings)
+    assert "hunter2-secret" not in shown
+    assert "key_password=<redacted>" in shown
+    assert "client.pem" in shown  # the rest stays visible for debugging
+    assert "key_password=None" in repr(TLSSettings())

@@ -92,6 +92,14 @@ class TLSSettings(NamedTuple):
     host_override: str | None = None
     """Name for SNI and verification instead of the configured host (``tls_host_override``)."""
 
+    def __repr__(self) -> str:
+        # The key's passphrase is a secret: never in a log or a traceback (DESIGN.md §4.7).
+        shown = ", ".join(
+            f"{name}={'<redacted>' if name == 'key_password' and value else repr(value)}"
+            for name, value in zip(self._fields, self, strict=True)
+        )
+        return f"TLSSettings({shown})"
+
 
 class Fingerprint(NamedTuple):
     """A pinned certificate digest."""
