@@ -37,7 +37,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
@@ -54,7 +54,13 @@ from mailhop.queue.spool import (
 
 if TYPE_CHECKING:  # without importing the delivery stack at module load
     from mailhop.config import Account
-    from mailhop.deliver.smtp import SmtpSession
+    from mailhop.deliver.smtp import (
+        Envelope,
+        Outgoing,
+        PerRecipientOutcome,
+        SmtpSession,
+        Transaction,
+    )
     from mailhop.queue.bounce import FailedRecipient
 
 # Parallel connections per account, in total over all worker processes of a run:
@@ -374,142 +380,223 @@ class _Worker:
     # --- one connection, many messages ------------------------------------------------
 
     def deliver_batch(self, account: Account, entries: Sequence[Scanned]) -> None:
-        from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
-
-        session: SmtpSession | None = None
-        sent_on_session = 0
-        broken: MailhopError | None = None  # the server is unreachable: defer the rest
+        """Deliver ``entries`` over one connection at a time to the account's server."""
+        connection = _Connection(account)
         try:
             for scanned in entries:
                 if self.parent is not None and os.getppid() != self.parent:
-                    return
-                dequeued = False
-                try:
-                    with self.spool.claim(scanned) as claimed:
-                        entry = claimed.entry  # fresh: another runner may have run
-                        if entry.held or (not self.force and entry.next_attempt > self.now):
-                            continue
-                        if broken is not None:
-                            self.defer_locked(entry, broken, account)
-                            continue
-                        if session is None or sent_on_session >= MAX_MESSAGES_PER_CONNECTION:
-                            if session is not None:
-                                session.close()
-                                session = None
-                            try:
-                                session = SmtpSession(account)
-                                session.open()
-                                sent_on_session = 0
-                            except MailhopError as error:
-                                if session is not None:
-                                    session.close()
-                                session = None
-                                broken = error
-                                self.defer_locked(entry, error, account)
-                                continue
-                        keep, dequeued = self.deliver_entry(
-                            entry, claimed.message, session, account
-                        )
-                        sent_on_session += 1
-                        if not keep:
-                            session.close()
-                            session = None
-                except EntryBusyError:
-                    self.tally.add(busy=1)
-                except EntryNotFoundError:
-                    continue
-                except CorruptEntryError as error:
-                    _quarantine(self.spool, scanned.entry.id, str(error), self.tally, self.log)
-                if dequeued:  # committed, and its lock released: free its files
-                    self.reap(scanned.entry.id)
+                    break
+                self.deliver_scanned(scanned, connection)
+            self.complete(connection)
         finally:
-            if session is not None:
-                session.close()
+            if connection.in_flight is not None:  # an unexpected error: as after a crash
+                connection.in_flight.lock.close()
+                connection.in_flight = None
+            self.drop_session(connection)
+
+    def deliver_scanned(self, scanned: Scanned, connection: _Connection) -> None:
+        """Claim one entry and attempt it; it may stay in flight, its lock held."""
+        dequeued = False
+        try:
+            with contextlib.ExitStack() as lock:
+                claimed = lock.enter_context(self.spool.claim(scanned))
+                entry = claimed.entry  # fresh: another runner may have run
+                if entry.held or (not self.force and entry.next_attempt > self.now):
+                    return
+                if connection.broken is not None:
+                    self.defer_locked(entry, connection.broken, connection.account)
+                    return
+                dequeued = self.deliver_entry(entry, claimed.message, connection, lock)
+        except EntryBusyError:
+            self.tally.add(busy=1)
+        except EntryNotFoundError:
+            return
+        except CorruptEntryError as error:
+            _quarantine(self.spool, scanned.entry.id, str(error), self.tally, self.log)
+        if dequeued:  # committed, and its lock released: free its files
+            self.reap(scanned.entry.id)
 
     def deliver_entry(
-        self, entry: Entry, file: IO[bytes], session: SmtpSession, account: Account
-    ) -> tuple[bool, bool]:
-        """Attempt one entry (its lock held, ``file`` its checked message).
+        self, entry: Entry, file: IO[bytes], connection: _Connection, lock: contextlib.ExitStack
+    ) -> bool:
+        """Attempt one entry (its lock in ``lock``, ``file`` its checked message).
 
-        Returns whether the session is still usable, and whether the entry was
-        dequeued (committed; its files are the caller's to reap).
+        Returns whether the entry was dequeued now. When its content went out, the
+        entry stays in flight instead (``lock`` is emptied into it): its final reply
+        is read once the next message's commands are sent (``complete``).
         """
         from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
-        from mailhop.deliver.smtp import Envelope, Outgoing, reply_lines  # noqa: PLC0415
+        from mailhop.deliver.smtp import Envelope, Outgoing  # noqa: PLC0415
         from mailhop.message import ServerCapabilities, prepare_transfer, read_message  # noqa: PLC0415
 
+        account = connection.account
         states = {state.address: state for state in entry.recipients}
         if self.local_delivery is not None:
             local = [s for s in entry.pending if s.route is Route.LOCAL]
             if local:
+                self.complete(connection)  # nothing waits on the wire meanwhile
                 delivered = set(self.local_delivery(entry, local, file.read()))
                 file.seek(0)
                 for address in delivered:
                     states[address] = dataclasses.replace(
                         states[address], status=RecipientStatus.DELIVERED
                     )
-        relay = [s.address for s in entry.pending if s.route is Route.RELAY]
-        session_usable = True
+        relay = tuple(s.address for s in entry.pending if s.route is Route.RELAY)
+        if not relay:
+            return self.settle(entry, states, None, file, account)
+        session = self.open_session(connection)
+        if session is None:
+            assert connection.broken is not None  # noqa: S101 - set when no session opens
+            self.defer_locked(entry, connection.broken, account)
+            return False
         failure: MailhopError | None = None
-        if relay:
-            try:
-                with read_message(file, ignore_dots=True) as message:
-                    capabilities = session.capabilities
-                    smtputf8 = not entry.sender.isascii() or any(
-                        not address.isascii() for address in relay
-                    )
-                    with prepare_transfer(
-                        message,
-                        ServerCapabilities(
-                            eight_bit_mime=capabilities.eightbitmime,
-                            smtputf8=capabilities.smtputf8,
+        sending = False
+        try:
+            with read_message(file, ignore_dots=True) as message:
+                capabilities = session.capabilities
+                smtputf8 = not entry.sender.isascii() or any(
+                    not address.isascii() for address in relay
+                )
+                with prepare_transfer(
+                    message,
+                    ServerCapabilities(
+                        eight_bit_mime=capabilities.eightbitmime,
+                        smtputf8=capabilities.smtputf8,
+                    ),
+                    envelope_needs_smtputf8=smtputf8,
+                ) as transfer:
+                    crash_point("queue.deliver.before-send")
+                    sending = True
+                    transaction = self.begin(
+                        connection,
+                        Envelope(sender=entry.sender, recipients=relay, smtputf8=transfer.smtputf8),
+                        Outgoing(
+                            chunks=transfer.chunks(),
+                            size=transfer.size,
+                            body_8bitmime=transfer.body_8bitmime,
                         ),
-                        envelope_needs_smtputf8=smtputf8,
-                    ) as transfer:
-                        crash_point("queue.deliver.before-send")
-                        outcome = session.send_per_recipient(
-                            Envelope(
-                                sender=entry.sender,
-                                recipients=tuple(relay),
-                                smtputf8=transfer.smtputf8,
-                            ),
-                            Outgoing(
-                                chunks=transfer.chunks(),
-                                size=transfer.size,
-                                body_8bitmime=transfer.body_8bitmime,
-                            ),
-                        )
+                    )
+                    if transaction is None:  # the connection broke and no new one opens
+                        assert connection.broken is not None  # noqa: S101 - see begin
+                        self.defer_locked(entry, connection.broken, account)
+                        return False
+                    session = connection.session
+                    assert session is not None  # noqa: S101 - begin returned a transaction
+                    session.transfer(transaction)
+            if transaction.content_sent:
+                connection.in_flight = _InFlight(
+                    entry=entry,
+                    states=states,
+                    relay=relay,
+                    file=file,
+                    lock=lock.pop_all(),
+                    transaction=transaction,
+                )
+                return False
+            # No recipient accepted: nothing was sent, the refusals are the outcome.
+            _record_outcome(states, session.finish(transaction))
+            crash_point("queue.deliver.after-250")
+        except ServerReplyError as error:
+            # The whole transaction was refused: every relay recipient shares it.
+            failure = error
+            _record_failure(states, relay, error, error.code, error.lines)
+            if connection.session is not None and not connection.session.is_open:
+                self.drop_session(connection)
+        except MailhopError as error:
+            # No reply at all (connection lost, timeout, TLS): code 0, our words.
+            failure = error
+            _record_failure(states, relay, error, 0, (str(error),))
+            if sending:
+                self.drop_session(connection)
+        return self.settle(entry, states, failure, file, account)
+
+    def begin(
+        self, connection: _Connection, envelope: Envelope, outgoing: Outgoing
+    ) -> Transaction | None:
+        """Send a message's commands, behind the end of data of the one in flight.
+
+        With PIPELINING (RFC 2920 §3.1) both travel in one segment, and the reply
+        to the message in flight is read first; without it, that reply is read
+        before anything else is sent. Returns None when the connection broke
+        with the message in flight and no new one opens (``connection.broken``).
+        """
+        session = connection.session
+        assert session is not None  # noqa: S101 - opened by the caller
+        if not session.capabilities.pipelining:
+            self.complete(connection)
+            session = self.open_session(connection)  # again, if that reply ended it
+            if session is None:
+                return None
+        transaction = session.begin(envelope, outgoing)
+        connection.sent += 1
+        self.complete(connection)
+        if session.is_open:
+            return transaction
+        # The connection ended with the message in flight (dropped, 421): these
+        # commands were never answered, no 354, no content. Nothing of this
+        # message was delivered; it goes again over a new connection.
+        session = self.open_session(connection)
+        if session is None:
+            return None
+        transaction = session.begin(envelope, outgoing)
+        connection.sent += 1
+        return transaction
+
+    def complete(self, connection: _Connection) -> None:
+        """Read the final reply of the message in flight, if any; settle it."""
+        from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
+
+        in_flight, connection.in_flight = connection.in_flight, None
+        if in_flight is None:
+            return
+        session = connection.session
+        assert session is not None  # noqa: S101 - a message in flight has its session
+        entry, states, relay = in_flight.entry, in_flight.states, in_flight.relay
+        with in_flight.lock:
+            failure: MailhopError | None = None
+            try:
+                _record_outcome(states, session.finish(in_flight.transaction))
                 crash_point("queue.deliver.after-250")
-                final = outcome.acceptance.reply if outcome.acceptance else None
-                for address in outcome.accepted:
-                    states[address] = _attempted(
-                        states[address],
-                        RecipientStatus.DELIVERED,
-                        final.code if final else 250,
-                        reply_lines(final) if final else (),
-                    )
-                for address, reply in outcome.refused:
-                    states[address] = _attempted(
-                        states[address],
-                        _failed_if(reply.is_permanent),
-                        reply.code,
-                        reply_lines(reply),
-                    )
             except ServerReplyError as error:
-                # The whole transaction was refused: every relay recipient shares it.
                 failure = error
-                status = _failed_if(classify(error) is FailureKind.PERMANENT)
-                for address in relay:
-                    states[address] = _attempted(states[address], status, error.code, error.lines)
-                session_usable = session.is_open
+                _record_failure(states, relay, error, error.code, error.lines)
             except MailhopError as error:
-                # No reply at all (connection lost, timeout, TLS): code 0, our words.
+                # No reply: the content may or may not have arrived; no 250, so the
+                # message stays queued (it may be sent twice, never lost).
                 failure = error
-                status = _failed_if(classify(error) is FailureKind.PERMANENT)
-                session_usable = False
-                for address in relay:
-                    states[address] = _attempted(states[address], status, 0, (str(error),))
-        return session_usable, self.settle(entry, states, failure, file, account)
+                _record_failure(states, relay, error, 0, (str(error),))
+                session.abandon()
+            dequeued = self.settle(entry, states, failure, in_flight.file, connection.account)
+        if dequeued:
+            self.reap(entry.id)
+
+    def open_session(self, connection: _Connection) -> SmtpSession | None:
+        """The connection's open session, new after its message cap; None if it fails."""
+        from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
+
+        if connection.session is not None and (
+            connection.sent >= MAX_MESSAGES_PER_CONNECTION or not connection.session.is_open
+        ):
+            self.drop_session(connection)
+        if connection.session is None:
+            session = None
+            try:
+                session = SmtpSession(connection.account)
+                session.open()
+            except MailhopError as error:
+                if session is not None:
+                    session.close()
+                connection.broken = error  # the server is unreachable: defer the rest
+                return None
+            connection.session, connection.sent = session, 0
+        return connection.session
+
+    def drop_session(self, connection: _Connection) -> None:
+        """Settle the message in flight, then close the session (QUIT if it is open)."""
+        self.complete(connection)
+        session, connection.session = connection.session, None
+        if session is not None:
+            session.close()
 
     # --- recording outcomes -----------------------------------------------------------
 
@@ -703,6 +790,59 @@ class _Worker:
             )
         )
         self.tally.add(deferred=1)
+
+
+class _InFlight(NamedTuple):
+    """A message whose end of data is sent and whose final reply is not read yet."""
+
+    entry: Entry
+    states: dict[str, RecipientState]
+    relay: tuple[str, ...]
+    file: IO[bytes]  # its checked message (for a bounce's header block)
+    lock: contextlib.ExitStack  # holds its claim until it is settled
+    transaction: Transaction
+
+
+class _Connection:
+    """A worker's connection to one account's server, and the message in flight on it."""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self.session: SmtpSession | None = None
+        self.sent = 0  # messages begun on this session
+        self.broken: MailhopError | None = None  # the server is unreachable: defer the rest
+        self.in_flight: _InFlight | None = None
+
+
+def _record_outcome(states: dict[str, RecipientState], outcome: PerRecipientOutcome) -> None:
+    """Per recipient: accepted -> DELIVERED, refused -> FAILED (5xx) or PENDING (4xx)."""
+    from mailhop.deliver.smtp import reply_lines  # noqa: PLC0415
+
+    final = outcome.acceptance.reply if outcome.acceptance else None
+    for address in outcome.accepted:
+        states[address] = _attempted(
+            states[address],
+            RecipientStatus.DELIVERED,
+            final.code if final else 250,
+            reply_lines(final) if final else (),
+        )
+    for address, reply in outcome.refused:
+        states[address] = _attempted(
+            states[address], _failed_if(reply.is_permanent), reply.code, reply_lines(reply)
+        )
+
+
+def _record_failure(
+    states: dict[str, RecipientState],
+    relay: Sequence[str],
+    error: MailhopError,
+    code: int,
+    reply: Sequence[str],
+) -> None:
+    """A failure of the whole transaction: every relay recipient shares it."""
+    status = _failed_if(classify(error) is FailureKind.PERMANENT)
+    for address in relay:
+        states[address] = _attempted(states[address], status, code, reply)
 
 
 def _attempted(
