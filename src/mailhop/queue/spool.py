@@ -71,6 +71,10 @@ ORPHAN_GRACE_SECONDS = 3600
 MAX_RECORD_BYTES = 1024 * 1024
 # How much of the message one read takes while checking its checksum.
 READ_CHUNK_SIZE = 256 * 1024
+# A runner holds a message up to this size in memory while it delivers it (two per
+# worker: the one in flight and the next): read, hashed and sent from one buffer.
+# A larger one is streamed from its file, as a message of any size may be.
+MAX_HELD_MESSAGE_OCTETS = 1024 * 1024
 # The buffer of the files a runner reads (records and messages), given explicitly:
 # with the default, open() first asks the kernel whether the file is a terminal (an
 # ioctl that fails, three per delivered message). The size is Python's default.
@@ -364,18 +368,24 @@ class Spool:
         return Scanned(entry=_parse_record(entry_id, record), record=record)
 
     def _read_record(self, entry_id: str) -> bytes:
+        # Plain descriptor calls (open, fstat, read, close): a runner reads two
+        # records per delivery, and a file object adds its own fstat, an lseek
+        # and a buffer to each.
         try:
-            with open(
-                self.path(entry_id, RECORD_SUFFIX), "rb", buffering=FILE_BUFFER_OCTETS
-            ) as file:
-                # Sized from fstat (records are never written in place): a read of
-                # MAX_RECORD_BYTES would allocate, and map, a megabyte every time.
-                size = min(os.fstat(file.fileno()).st_size, MAX_RECORD_BYTES)
-                raw = file.read(size + 1)
+            descriptor = os.open(self.path(entry_id, RECORD_SUFFIX), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise EntryNotFoundError(f"no queue entry {entry_id}") from None
         except OSError as error:
             raise StoreError.from_os_error(f"cannot read entry {entry_id}", error) from error
+        try:
+            # Sized from fstat (records are never written in place): a read of
+            # MAX_RECORD_BYTES would allocate, and map, a megabyte every time.
+            size = min(os.fstat(descriptor).st_size, MAX_RECORD_BYTES)
+            raw = _read_at_most(descriptor, size + 1)
+        except OSError as error:
+            raise StoreError.from_os_error(f"cannot read entry {entry_id}", error) from error
+        finally:
+            os.close(descriptor)
         if len(raw) > MAX_RECORD_BYTES:
             raise CorruptEntryError(f"the record is larger than {MAX_RECORD_BYTES} bytes")
         return raw
@@ -536,7 +546,9 @@ class Spool:
         that holds the lock (one open per delivery). The record is read again
         under the lock, as another runner may have changed it since the scan;
         when its bytes are those of the scan, the scan's parse is reused (records
-        are never edited in place, so equal bytes are the same state).
+        are never edited in place, so equal bytes are the same state). A message
+        of at most ``MAX_HELD_MESSAGE_OCTETS`` is read whole: its bytes come as
+        ``content`` too, and ``message`` reads them from memory.
 
         Raises:
             EntryBusyError: another process holds the lock.
@@ -545,13 +557,19 @@ class Spool:
         """
         entry_id = scanned.entry.id
         descriptor = self._open_locked(entry_id, 0.0)
-        # Closing the file drops the lock.
-        with open(descriptor, "rb", buffering=FILE_BUFFER_OCTETS, closefd=True) as message:
+        try:  # closing the descriptor drops the lock
             record = self._read_record(entry_id)
             unchanged = record == scanned.record
             entry = scanned.entry if unchanged else _parse_record(entry_id, record)
-            _verify_message(entry, message)
-            yield Claimed(entry=entry, message=message)
+            content = _read_verified(entry, descriptor)
+            if content is not None:
+                with io.BytesIO(content) as held:
+                    yield Claimed(entry=entry, message=held, content=content)
+            else:
+                with open(descriptor, "rb", buffering=FILE_BUFFER_OCTETS, closefd=False) as message:
+                    yield Claimed(entry=entry, message=message)
+        finally:
+            os.close(descriptor)
 
     def _open_locked(self, entry_id: str, wait: float) -> int:
         """Open the entry's message and take its ``flock``; return the descriptor."""
@@ -597,6 +615,7 @@ class Claimed(NamedTuple):
 
     entry: Entry
     message: BinaryIO
+    content: bytes | None = None  # the whole message, when it was held in memory
 
 
 class Reaper:
@@ -647,6 +666,47 @@ def _parse_record(entry_id: str, record: bytes) -> Entry:
     if entry.id != entry_id:
         raise CorruptEntryError(f"the record of {entry_id} names entry {entry.id}")
     return entry
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    """Read until ``limit`` octets or the end of the file (a read may come short)."""
+    data = os.read(descriptor, limit)
+    if not data or len(data) == limit:
+        return data
+    parts, size = [data], len(data)
+    while size < limit and (more := os.read(descriptor, limit - size)):
+        parts.append(more)
+        size += len(more)
+    return b"".join(parts)
+
+
+def _read_verified(entry: Entry, descriptor: int) -> bytes | None:
+    """Check the message at ``descriptor`` against the record's size and SHA-256.
+
+    Returns its bytes when it is at most ``MAX_HELD_MESSAGE_OCTETS``; else None,
+    with the descriptor back at the start.
+
+    Raises:
+        CorruptEntryError: the message is truncated or altered.
+    """
+    if entry.message_size <= MAX_HELD_MESSAGE_OCTETS:
+        # One octet more than recorded, to see a longer file.
+        content = _read_at_most(descriptor, entry.message_size + 1)
+        size, digest = len(content), hashlib.sha256(content)
+    else:
+        content, size, digest = None, 0, hashlib.sha256()
+        while chunk := os.read(
+            descriptor, min(READ_CHUNK_SIZE, max(entry.message_size - size, 0) + 1)
+        ):
+            digest.update(chunk)
+            size += len(chunk)
+        os.lseek(descriptor, 0, os.SEEK_SET)
+    if size != entry.message_size or digest.hexdigest() != entry.message_sha256:
+        raise CorruptEntryError(
+            f"the message is {size} bytes and does not match its checksum "
+            f"({entry.message_size} bytes recorded)"
+        )
+    return content
 
 
 def _verify_message(entry: Entry, file: BinaryIO) -> None:
