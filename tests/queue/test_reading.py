@@ -1,12 +1,14 @@
-"""Reading queued messages: held in memory or streamed from the file.
+"""Reading queued messages: held in memory or streamed, sent as stored or fitted first.
 
 Against our own listener (the server core), in process: what arrives must be the
 stored message byte for byte (line ends and dot-stuffing undone by the server)
-whichever way the runner read it.
+whichever way the runner read it, including records older than the
+``sent_as_stored`` field and messages too large to hold.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,40 @@ def enqueue(tmp_path: Path, port: int, message: bytes) -> Spool:
         config_file=str(config),
     )
     return spool
+
+
+def test_an_ordinary_message_is_sent_as_stored_byte_for_byte(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        spool = enqueue(tmp_path, listener.port, MESSAGE)
+        (entry_id,) = spool.ids()
+        assert spool.load(entry_id).sent_as_stored
+        assert run(spool, connections=1).delivered == 1
+    (received,) = collector.messages
+    assert received.content == MESSAGE
+
+
+def test_a_record_older_than_the_field_is_still_delivered(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        spool = enqueue(tmp_path, listener.port, MESSAGE)
+        (entry_id,) = spool.ids()
+        record = Path(spool.path(entry_id, spool_module.RECORD_SUFFIX))
+        data = json.loads(record.read_bytes())
+        del data["sent_as_stored"]  # as written before the field existed
+        record.write_text(json.dumps(data))
+        assert not spool.load(entry_id).sent_as_stored
+        assert run(spool, connections=1).delivered == 1
+    (received,) = collector.messages
+    assert received.content == MESSAGE  # read and fitted: the same bytes
+
+
+def test_a_message_with_bare_line_feeds_is_fitted_not_sent_as_stored(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        spool = enqueue(tmp_path, listener.port, MESSAGE.replace(b"\r\n", b"\n"))
+        (entry_id,) = spool.ids()
+        assert not spool.load(entry_id).sent_as_stored
+        assert run(spool, connections=1).delivered == 1
+    (received,) = collector.messages
+    assert received.content == MESSAGE  # every line end became CRLF on the wire
 
 
 def test_a_message_too_large_to_hold_is_streamed_from_its_file(

@@ -36,7 +36,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, NamedTuple
 
 from mailhop.errors import ConfigError, MailhopError
@@ -44,6 +44,7 @@ from mailhop.faults import crash_point
 from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError
 from mailhop.queue.policy import FailureKind, classify, retry_delay
 from mailhop.queue.spool import (
+    Claimed,
     Entry,
     RecipientState,
     RecipientStatus,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # without importing the delivery stack at module load
         SmtpSession,
         Transaction,
     )
+    from mailhop.proto.smtp.capabilities import Capabilities
     from mailhop.queue.bounce import FailedRecipient
 
 # Parallel connections per account, in total over all worker processes of a run:
@@ -406,7 +408,7 @@ class _Worker:
                 if connection.broken is not None:
                     self.defer_locked(entry, connection.broken, connection.account)
                     return
-                dequeued = self.deliver_entry(entry, claimed.message, connection, lock)
+                dequeued = self.deliver_entry(claimed, connection, lock)
         except EntryBusyError:
             self.tally.add(busy=1)
         except EntryNotFoundError:
@@ -417,19 +419,17 @@ class _Worker:
             self.reap(scanned.entry.id)
 
     def deliver_entry(
-        self, entry: Entry, file: IO[bytes], connection: _Connection, lock: contextlib.ExitStack
+        self, claimed: Claimed, connection: _Connection, lock: contextlib.ExitStack
     ) -> bool:
-        """Attempt one entry (its lock in ``lock``, ``file`` its checked message).
+        """Attempt one claimed entry (its lock in ``lock``, its message checked).
 
         Returns whether the entry was dequeued now. When its content went out, the
         entry stays in flight instead (``lock`` is emptied into it): its final reply
         is read once the next message's commands are sent (``complete``).
         """
         from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
-        from mailhop.deliver.smtp import Envelope, Outgoing  # noqa: PLC0415
-        from mailhop.message import ServerCapabilities, prepare_transfer, read_message  # noqa: PLC0415
 
-        account = connection.account
+        entry, file, account = claimed.entry, claimed.message, connection.account
         states = {state.address: state for state in entry.recipients}
         if self.local_delivery is not None:
             local = [s for s in entry.pending if s.route is Route.LOCAL]
@@ -452,37 +452,17 @@ class _Worker:
         failure: MailhopError | None = None
         sending = False
         try:
-            with read_message(file, ignore_dots=True) as message:
-                capabilities = session.capabilities
-                smtputf8 = not entry.sender.isascii() or any(
-                    not address.isascii() for address in relay
-                )
-                with prepare_transfer(
-                    message,
-                    ServerCapabilities(
-                        eight_bit_mime=capabilities.eightbitmime,
-                        smtputf8=capabilities.smtputf8,
-                    ),
-                    envelope_needs_smtputf8=smtputf8,
-                ) as transfer:
-                    crash_point("queue.deliver.before-send")
-                    sending = True
-                    transaction = self.begin(
-                        connection,
-                        Envelope(sender=entry.sender, recipients=relay, smtputf8=transfer.smtputf8),
-                        Outgoing(
-                            chunks=transfer.chunks(),
-                            size=transfer.size,
-                            body_8bitmime=transfer.body_8bitmime,
-                        ),
-                    )
-                    if transaction is None:  # the connection broke and no new one opens
-                        assert connection.broken is not None  # noqa: S101 - see begin
-                        self.defer_locked(entry, connection.broken, account)
-                        return False
-                    session = connection.session
-                    assert session is not None  # noqa: S101 - begin returned a transaction
-                    session.transfer(transaction)
+            with _wire_form(claimed, relay, session.capabilities) as (envelope, outgoing):
+                crash_point("queue.deliver.before-send")
+                sending = True
+                transaction = self.begin(connection, envelope, outgoing)
+                if transaction is None:  # the connection broke and no new one opens
+                    assert connection.broken is not None  # noqa: S101 - see begin
+                    self.defer_locked(entry, connection.broken, account)
+                    return False
+                session = connection.session
+                assert session is not None  # noqa: S101 - begin returned a transaction
+                session.transfer(transaction)
             if transaction.content_sent:
                 connection.in_flight = _InFlight(
                     entry=entry,
@@ -790,6 +770,47 @@ class _Worker:
             )
         )
         self.tally.add(deferred=1)
+
+
+@contextlib.contextmanager
+def _wire_form(
+    claimed: Claimed, relay: tuple[str, ...], capabilities: Capabilities
+) -> Iterator[tuple[Envelope, Outgoing]]:
+    """The envelope and the content of a claimed entry as they go to this server."""
+    from mailhop.deliver.smtp import Envelope, Outgoing  # noqa: PLC0415
+
+    entry = claimed.entry
+    envelope_needs_smtputf8 = not entry.sender.isascii() or any(
+        not address.isascii() for address in relay
+    )
+    if entry.sent_as_stored and claimed.content is not None and not envelope_needs_smtputf8:
+        # Decided at enqueue (mailhop.message.stored): reading and fitting the
+        # message would hand back these very bytes, whatever the server offers.
+        yield (
+            Envelope(sender=entry.sender, recipients=relay),
+            Outgoing(chunks=(claimed.content,), size=len(claimed.content)),
+        )
+        return
+    from mailhop.message import ServerCapabilities, prepare_transfer, read_message  # noqa: PLC0415
+
+    with (
+        read_message(claimed.message, ignore_dots=True) as message,
+        prepare_transfer(
+            message,
+            ServerCapabilities(
+                eight_bit_mime=capabilities.eightbitmime, smtputf8=capabilities.smtputf8
+            ),
+            envelope_needs_smtputf8=envelope_needs_smtputf8,
+        ) as transfer,
+    ):
+        yield (
+            Envelope(sender=entry.sender, recipients=relay, smtputf8=transfer.smtputf8),
+            Outgoing(
+                chunks=transfer.chunks(),
+                size=transfer.size,
+                body_8bitmime=transfer.body_8bitmime,
+            ),
+        )
 
 
 class _InFlight(NamedTuple):

@@ -144,6 +144,10 @@ class Entry:
     message_sha256: str
     message_size: int
     message_id: str | None = None
+    # Decided once, at enqueue (mailhop.message.stored): the stored bytes are what
+    # reading and fitting the message would send to any server, so the runner sends
+    # them as they are. Records written before this field read as False.
+    sent_as_stored: bool = False
 
     @property
     def pending(self) -> tuple[RecipientState, ...]:
@@ -300,13 +304,16 @@ class Spool:
         for optional in (account, config_file, message_id):
             if optional is not None:
                 check_envelope_value(optional, "value")
+        from mailhop.message.stored import SentAsStored  # noqa: PLC0415 - enqueue only
+
         self.ensure()
         entry_id = new_id()
         queued_at = time.time() if now is None else now
         digest = _Digest(chunks)
+        wire_check = SentAsStored(digest)
         message_path = self.path(entry_id, MESSAGE_SUFFIX)
         crash_point("queue.enqueue.start")
-        write_atomically(message_path, digest)
+        write_atomically(message_path, wire_check)
         crash_point("queue.enqueue.after-message")
         entry = Entry(
             id=entry_id,
@@ -322,6 +329,7 @@ class Spool:
             message_sha256=digest.hash.hexdigest(),
             message_size=digest.size,
             message_id=message_id,
+            sent_as_stored=wire_check.holds,
         )
         try:
             write_atomically(self.path(entry_id, RECORD_SUFFIX), [entry.to_json()])
