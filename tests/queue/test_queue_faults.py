@@ -263,3 +263,20 @@ def test_kill_after_a_delay_warning_repeats_it_and_never_loses_it(tmp_path: Path
     assert warnings() == 2  # repeated once after the kill, then never again
     (original,) = [i for i in spool.ids() if not spool.load(i).is_bounce]
     assert spool.load(original).delay_warned
+
+
+@pytest.mark.parametrize("count", [1, 24, 25, 26, 1000, 100_003])
+def test_work_chunks_hand_out_every_entry_once(count: int) -> None:
+    from mailhop.queue.runner import _MAX_WORK_CHUNKS, WORK_CHUNK_ENTRIES, _WorkChunks
+
+    ids = [f"{index:016x}.00000000" for index in range(count)]
+    chunks = _WorkChunks(ids)
+    try:
+        taken = []
+        while (chunk := chunks.take()) is not None:
+            assert 0 < len(chunk) <= max(WORK_CHUNK_ENTRIES, chunks.size)
+            taken.append(chunk)
+    finally:
+        chunks.close()
+    assert [entry for chunk in taken for entry in chunk] == ids  # in order, each once
+    assert len(taken) <= _MAX_WORK_CHUNKS

@@ -85,6 +85,9 @@ DEFAULT_WATCH_INTERVAL_SECONDS = 60.0
 
 Log = Callable[[str], None]
 AccountResolver = Callable[[Entry], "Account"]
+# What entries are grouped by: one account, one connection (account name, config
+# file, command-line settings).
+AccountKey = tuple[str | None, str | None, tuple[tuple[str, str], ...]]
 # Local delivery (issue #5) plugs in here: given an entry and its LOCAL recipients,
 # deliver them and return the ones delivered. None: local recipients stay pending.
 LocalDelivery = Callable[[Entry, Sequence[RecipientState], bytes], Sequence[str]]
@@ -185,17 +188,22 @@ def run(
     )
     workers = min(processes, MAX_PROCESSES, connections, -(-len(ids) // MIN_ENTRIES_PER_PROCESS))
     if workers <= 1:
-        worker.run_share(ids)
+        try:
+            worker.run_share(ids)
+        finally:
+            worker.close_connection()
     else:
         from mailhop.deliver import smtp  # noqa: F401, PLC0415 - imported once, before fork
 
-        # Each worker process scans, groups and delivers its own share of the
-        # entries over one connection at a time, so the connections stay at most
-        # ``workers``. This process frees the files of the entries they dequeue
-        # meanwhile (see ``_reap_reported``): the one thing it does while they work.
+        # The worker processes take the entries a chunk at a time (``_WorkChunks``)
+        # and each delivers over one connection at a time, so the connections stay
+        # at most ``workers``. This process frees the files of the entries they
+        # dequeue meanwhile (``_reap_reported``): the one thing it does while they work.
+        chunks = _WorkChunks(ids)
         reap_read, reap_write = os.pipe()
-        children = [_fork(worker, ids[index::workers], reap_write) for index in range(workers)]
+        children = [_fork(worker, chunks, reap_write) for _ in range(workers)]
         os.close(reap_write)
+        chunks.close()
         _reap_reported(spool, reap_read)
         for child, pipe in children:
             _collect(child, pipe, tally)
@@ -220,10 +228,54 @@ _CHILD_FAILED = 70
 # How much of the reaping pipe one read takes: many dequeued ids at a time (each
 # line is 27 octets, and a write of one is atomic: far below PIPE_BUF).
 _REAP_READ_OCTETS = 64 * 1024
+# Worker processes take the entries this many at a time. They share the cores with
+# each other, the parent and often the server, so they run at different speeds;
+# a fixed share each would leave the slowest finishing alone. Small enough that
+# the last chunks end close together, large enough that taking one (a pipe read)
+# is nothing beside delivering it.
+WORK_CHUNK_ENTRIES = 25
+# At most this many chunks (larger ones for a huge queue): their numbers are all
+# written to a pipe before any worker starts, and a pipe holds at least one page
+# (4 KiB: Linux gives no less even to a user over pipe-user-pages-soft).
+_CHUNK_NUMBER_OCTETS = 4
+_MAX_WORK_CHUNKS = 4096 // _CHUNK_NUMBER_OCTETS
 
 
-def _fork(worker: _Worker, ids: Sequence[str], reap_write: int) -> tuple[int, int]:
-    """Start a worker process for the entries ``ids``; return its pid and report pipe.
+class _WorkChunks:
+    """The due ids cut in chunks, and a pipe holding each chunk's number once.
+
+    A worker takes the next chunk with one read of ``_CHUNK_NUMBER_OCTETS``: the
+    numbers were all written before any worker started and every read takes one
+    whole number, so no two workers ever get the same chunk (the pipe's reads are
+    serialised by the kernel), and an empty pipe without writers reads as the end.
+    """
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.ids = ids
+        self.size = max(WORK_CHUNK_ENTRIES, -(-len(ids) // _MAX_WORK_CHUNKS))
+        count = -(-len(ids) // self.size)
+        self.descriptor, write_end = os.pipe()
+        try:
+            numbers = (number.to_bytes(_CHUNK_NUMBER_OCTETS, "little") for number in range(count))
+            os.write(write_end, b"".join(numbers))
+        finally:
+            os.close(write_end)
+
+    def take(self) -> Sequence[str] | None:
+        """The next chunk of ids, or None when every chunk is taken."""
+        number = os.read(self.descriptor, _CHUNK_NUMBER_OCTETS)
+        if not number:
+            return None
+        start = int.from_bytes(number, "little") * self.size
+        return self.ids[start : start + self.size]
+
+    def close(self) -> None:
+        os.close(self.descriptor)
+
+
+def _fork(worker: _Worker, chunks: _WorkChunks, reap_write: int) -> tuple[int, int]:
+    """Start a worker process that delivers chunks of ``chunks``; return its pid and
+    report pipe.
 
     The worker writes the id of each entry it dequeues to ``reap_write`` once the
     entry's lock is released, for the parent to free its files.
@@ -244,7 +296,11 @@ def _fork(worker: _Worker, ids: Sequence[str], reap_write: int) -> tuple[int, in
         worker.tally = _Tally()
         worker.parent = parent
         worker.reap = _ReapNotice(reap_write)
-        worker.run_share(ids)
+        try:
+            while (ids := chunks.take()) is not None and not worker.orphaned:
+                worker.run_share(ids)
+        finally:
+            worker.close_connection()
         # Before the report: the parent reads every notice (until each worker has
         # closed its end) before it reads any report.
         os.close(reap_write)
@@ -346,6 +402,17 @@ class _Worker:
         # Frees a dequeued entry's files once its lock is released: here, or (in a
         # worker process) in the parent, which has nothing else to do meanwhile.
         self.reap: Callable[[str], None] = spool.reap
+        # Accounts as resolved by this worker, by the key entries are grouped by.
+        self.accounts: dict[AccountKey, Account | MailhopError] = {}
+        # The one connection this worker has open, and the key of its account: kept
+        # from one share to the next while the account stays the same.
+        self.connection: _Connection | None = None
+        self.connection_key: AccountKey | None = None
+
+    @property
+    def orphaned(self) -> bool:
+        """A worker process whose parent is gone (killed): it takes no more entries."""
+        return self.parent is not None and os.getppid() != self.parent
 
     def run_share(self, ids: Sequence[str]) -> None:
         """Scan ``ids``, keep the due ones, deliver them per account."""
@@ -363,32 +430,42 @@ class _Worker:
             if entry.held or (not self.force and entry.next_attempt > self.now):
                 continue
             due.append(scanned)
-        groups: dict[tuple[object, ...], list[Scanned]] = {}
+        groups: dict[AccountKey, list[Scanned]] = {}
         for scanned in due:
             entry = scanned.entry
             key = (entry.account, entry.config_file, entry.settings)
             groups.setdefault(key, []).append(scanned)
-        for entries in groups.values():
-            try:
-                account = self.resolve_account(entries[0].entry)
-            except MailhopError as error:
+        for key, entries in groups.items():
+            if key not in self.accounts:
+                try:
+                    self.accounts[key] = self.resolve_account(entries[0].entry)
+                except MailhopError as error:
+                    self.accounts[key] = error
+            account = self.accounts[key]
+            if isinstance(account, MailhopError):
                 # Configuration problems keep the mail and are reported, never bounced.
-                tally.problems[str(error)] = tally.problems.get(str(error), 0) + len(entries)
+                problem = str(account)
+                tally.problems[problem] = tally.problems.get(problem, 0) + len(entries)
                 for scanned in entries:
-                    self.defer_all(scanned.entry, error)
+                    self.defer_all(scanned.entry, account)
                 continue
-            self.deliver_batch(account, entries)
+            if self.connection_key != key:
+                self.close_connection()
+                self.connection, self.connection_key = _Connection(account), key
+            assert self.connection is not None  # noqa: S101 - just made, or kept for key
+            for scanned in entries:
+                if self.orphaned:
+                    return
+                self.deliver_scanned(scanned, self.connection)
 
     # --- one connection, many messages ------------------------------------------------
 
-    def deliver_batch(self, account: Account, entries: Sequence[Scanned]) -> None:
-        """Deliver ``entries`` over one connection at a time to the account's server."""
-        connection = _Connection(account)
+    def close_connection(self) -> None:
+        """Settle the message in flight and close this worker's connection, if any."""
+        connection, self.connection, self.connection_key = self.connection, None, None
+        if connection is None:
+            return
         try:
-            for scanned in entries:
-                if self.parent is not None and os.getppid() != self.parent:
-                    break
-                self.deliver_scanned(scanned, connection)
             self.complete(connection)
         finally:
             if connection.in_flight is not None:  # an unexpected error: as after a crash
