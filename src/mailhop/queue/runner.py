@@ -70,9 +70,9 @@ if TYPE_CHECKING:  # without importing the delivery stack at module load
 # (Postfix's default smtp_destination_concurrency_limit is 20 for its own MX traffic;
 # submission servers throttle far lower, and count connections, not processes).
 MAX_CONNECTIONS = 4
-# Worker processes of one run. A delivery is mostly Python work that holds the GIL,
-# so the threads of one process share a core; one process per core uses the
-# machine. More than MAX_CONNECTIONS would leave processes without a connection.
+# Worker processes of one run, each with one connection at a time and no threads (a
+# delivery is mostly Python work, and the threads of one process share its GIL).
+# More than MAX_CONNECTIONS would leave processes without a connection.
 MAX_PROCESSES = MAX_CONNECTIONS
 # Fewer entries than this per worker process: starting one (a fork, a few ms, and
 # its own connection) would cost more than it saves.
