@@ -86,18 +86,25 @@ def test_one_run_shares_its_connections_among_worker_processes(tmp_path: Path) -
     assert queue_files(config) == []
 
 
-def test_a_worker_process_that_dies_is_reported_not_hidden() -> None:
+@pytest.mark.parametrize(
+    ("code", "how"),
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "signal 9"),
+        ("raise SystemExit(70)", "exit status 70"),
+    ],
+    ids=["killed", "failed"],
+)
+def test_a_worker_process_that_dies_is_reported_not_hidden(code: str, how: str) -> None:
     from mailhop.queue.runner import _collect, _Tally
 
     read_end, write_end = os.pipe()
-    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
     dying = os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ)
     os.close(write_end)  # the child writes no report
     tally = _Tally()
     _collect(dying, read_end, tally)  # waits for it, as run() does for its children
     assert tally.delivered == 0
     assert tally.failures == [
-        "a delivery process ended abnormally (signal 9); its remaining messages stay queued"
+        f"a delivery process ended abnormally ({how}); its remaining messages stay queued"
     ]
 
 

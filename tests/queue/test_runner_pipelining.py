@@ -247,3 +247,37 @@ def test_pipelined_messages_against_aiosmtpd_keep_their_own_outcomes(tmp_path: P
     (notice,) = [entry for entry in left.values() if entry.is_bounce]
     with spool.open_message(notice) as file:
         assert b"r1@example.test" in file.read()
+
+
+def test_a_connection_lost_before_any_reply_keeps_the_message_and_the_next_goes_on(
+    scripted: Any, tmp_path: Path
+) -> None:
+    server = scripted(
+        [*GREETING, *PIPELINING_EHLO, *ENVELOPE, Hangup()],
+        [*GREETING, *PIPELINING_EHLO, *ENVELOPE, Send(GO_AHEAD), ReadData(), Send(QUEUED), *BYE],
+    )
+    spool, (first, _) = queue_messages(tmp_path, server.port, 2)
+    report = run(spool, connections=1)
+    assert (report.delivered, report.deferred) == (1, 1)
+    assert spool.ids() == [first]
+    (state,) = spool.load(first).recipients
+    assert state.status is RecipientStatus.PENDING and state.last_code == 0
+    assert server.wait(1).data_blocks[0].endswith(end_of(1))
+
+
+def test_no_new_connection_after_one_lost_with_a_message_in_flight_defers_the_next(
+    scripted: Any, tmp_path: Path
+) -> None:
+    server = scripted(
+        [*GREETING, *PIPELINING_EHLO, *ENVELOPE, Send(GO_AHEAD), ReadData(), *ENVELOPE, Hangup()],
+        [Hangup()],  # the server is going down: no greeting for the next connection
+    )
+    spool, (first, second) = queue_messages(tmp_path, server.port, 2)
+    report = run(spool, connections=1)
+    assert (report.delivered, report.deferred) == (0, 2)
+    assert spool.ids() == [first, second]
+    assert spool.load(first).recipients[0].last_code == 0  # its own loss
+    # The second had sent nothing but its commands: deferred for the failed reconnect.
+    later = spool.load(second)
+    assert later.recipients[0].attempts == 0 and later.attempts == 1
+    assert "closed the connection" in (later.last_error or "")

@@ -293,19 +293,8 @@ def _fork(worker: _Worker, chunks: _WorkChunks, reap_write: int) -> tuple[int, i
     status = _CHILD_FAILED
     try:
         os.close(read_end)
-        worker.tally = _Tally()
         worker.parent = parent
-        worker.reap = _ReapNotice(reap_write)
-        try:
-            while (ids := chunks.take()) is not None and not worker.orphaned:
-                worker.run_share(ids)
-        finally:
-            worker.close_connection()
-        # Before the report: the parent reads every notice (until each worker has
-        # closed its end) before it reads any report.
-        os.close(reap_write)
-        with open(write_end, "wb") as report:
-            report.write(worker.tally.to_json())
+        _work(worker, chunks, reap_write, write_end)
         status = 0
     except BaseException:  # noqa: BLE001 - shown, then the child exits 70 below
         traceback.print_exc()
@@ -313,6 +302,25 @@ def _fork(worker: _Worker, chunks: _WorkChunks, reap_write: int) -> tuple[int, i
         sys.stderr.flush()
         # Never return into the parent's code (its caller, atexit, tempfile cleanup).
         os._exit(status)
+
+
+def _work(worker: _Worker, chunks: _WorkChunks, reap_write: int, report_write: int) -> None:
+    """A worker process's life: deliver chunks until none is left, then report.
+
+    Both descriptors are closed when it returns.
+    """
+    worker.tally = _Tally()
+    worker.reap = _ReapNotice(reap_write)
+    try:
+        while (ids := chunks.take()) is not None and not worker.orphaned:
+            worker.run_share(ids)
+    finally:
+        worker.close_connection()
+        # Before the report: the parent reads every notice (until each worker has
+        # closed its end) before it reads any report.
+        os.close(reap_write)
+    with open(report_write, "wb") as report:
+        report.write(worker.tally.to_json())
 
 
 class _ReapNotice:
