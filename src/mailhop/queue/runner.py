@@ -3,25 +3,42 @@
 One run: remove leftovers of interrupted enqueues, read every record (an entry that
 fails its integrity check is quarantined and reported, never sent), keep those due,
 group them by account and deliver each group over at most ``MAX_CONNECTIONS``
-connections, many messages per connection (MAIL/RCPT/DATA pipelined, RFC 2920).
+connections, many messages per connection.
 
-The connections (slices of the due entries) may be shared among up to
-``processes`` forked worker processes (``mailhop queue run`` uses one per core): the
-Python side of a delivery is CPU work, and one process's threads share one core.
+With ``processes`` > 1 (``mailhop queue run``: ``MAX_PROCESSES``), the run forks
+worker processes, one per connection, without threads (threads would share one
+GIL); fewer for a small queue (at most one per ``MIN_ENTRIES_PER_PROCESS`` entries,
+so a queue that small forks none). The workers take the due ids ``WORK_CHUNK_ENTRIES`` at a time
+from a pipe, so the slower ones take fewer; each keeps its connection from chunk to
+chunk. The parent frees the files of the entries they dequeue meanwhile (an unlink
+costs ext4 100-200 us of waiting), and a worker that dies is reported (exit 70).
+With one process, everything happens in the caller, over one connection at a time.
+
+On a connection, each message's MAIL/RCPT/DATA are written behind the previous
+message's end of data, before its reply is read (RFC 2920 §3.1: message content may
+open a group), so a message costs one round trip, not two. The message whose end
+of data went out stays "in flight", its lock held, until the next one's commands
+are sent; then its reply is read and it is settled. Each reply belongs to its own
+message: a refused end of data fails only that message; a connection lost or
+closed (421) with a message in flight keeps that message (no 250) and sends the
+next one, which had only its commands out, over a new connection.
 
 Per entry, under its lock (any number of runners may run at once; a locked entry is
 skipped, so each message is sent by one runner at a time):
 
 1. re-read the record (another runner may just have delivered it) and check the
    message against its checksum (``Spool.claim``);
-2. send to the pending relay recipients with ``SmtpSession.send_per_recipient``;
+2. send to the pending relay recipients (``SmtpSession.begin``, ``transfer``,
+   ``finish``): the stored bytes as they are when the record says
+   ``sent_as_stored``, else the message read and fitted to the server;
 3. accepted recipients become DELIVERED and are never sent again; a 5xx recipient
    FAILED (bounced once); a 4xx recipient stays PENDING and is retried alone;
 4. bounces are queued (durably) before the original's record changes, so a crash
    between the two can only duplicate a bounce, never lose one;
 5. an entry with nothing pending is dequeued: its record is renamed to ``ID.done``
-   (the commit point) before the lock is released; its files are freed afterwards
-   by the spool's ``Reaper`` threads, off the delivery path.
+   (the commit point) before the lock is released; its files are freed afterwards,
+   off the delivery path; one directory fsync at the end of the run makes the
+   run's dequeues durable.
 
 Duplicate window (documented in docs/queue.md): a crash after the server's final
 250 and before the record is updated or renamed to ``ID.done`` resends that message

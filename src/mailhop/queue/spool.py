@@ -17,11 +17,15 @@ message is caught before anything is sent (Postfix's END record plays this role)
 
 Dequeue renames ``ID.json`` to ``ID.done`` under the entry's lock: that rename is
 the commit point (``ids()`` lists records only, so nobody sends the entry again).
-Freeing the two files comes after, off the runner's critical path (``Reaper``):
-freeing an inode costs ext4 a wait of 100-200 microseconds (journal, ``discard``),
-more than the rest of a delivery, while the rename frees nothing. A crash leaves
-``ID.done`` (and perhaps ``ID.msg``); the next run's ``remove_orphans`` removes
-both at once.
+Freeing the two files (``reap``) comes after, off the delivery's critical path (the
+runner's parent process does it while its workers deliver): freeing an inode costs
+ext4 a wait of 100-200 microseconds (journal, ``discard``), while the rename frees
+nothing. A crash leaves ``ID.done`` (and perhaps ``ID.msg``); the next run's
+``remove_orphans`` removes both at once.
+
+A record may say ``sent_as_stored`` (decided once, at enqueue, by
+``mailhop.message.stored``): the runner then sends the stored bytes as they are,
+without reading and fitting the message first.
 
 Locks: ``fcntl.flock`` on ``ID.msg``, which is never replaced (a rename of the record
 would drop a lock held on it, as Exim's spec warns). The kernel releases the lock
@@ -41,7 +45,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from mailhop.errors import UsageError
 from mailhop.faults import crash_point
@@ -52,10 +56,6 @@ from mailhop.store.durable import (
     write_atomically,
 )
 from mailhop.store.errors import StoreError
-
-if TYPE_CHECKING:  # the runner's threads; an enqueue (the sendmail path) needs none
-    import queue
-    import threading
 
 # The record layout this code reads and writes; any other version is quarantined,
 # never guessed at.
@@ -87,11 +87,6 @@ MESSAGE_SUFFIX = ".msg"
 RECORD_SUFFIX = ".json"
 DONE_SUFFIX = ".done"
 REASON_SUFFIX = ".reason"
-# Threads (per runner process) that free dequeued entries' files. Each free mostly
-# waits on the disk (about 40 us of CPU in 150-200 us) and parallel frees overlap,
-# so two keep pace with a process delivering a message every few hundred us; more
-# only add GIL handovers (futex calls) to the delivery threads.
-REAPER_THREADS = 2
 # Entry ids are made here (hex time + random); anything else given on a command line
 # is refused before it can name a path outside the spool.
 _ID_PATTERN = re.compile(r"\A[0-9a-f]{16}\.[0-9a-f]{8}\Z")
@@ -432,7 +427,7 @@ class Spool:
         """Dequeue's commit point: ``ID.json`` becomes ``ID.done`` (lock held).
 
         From here the entry is never listed or sent again. Its files are freed
-        later by ``reap`` (a ``Reaper`` thread, or the next ``remove_orphans``).
+        later by ``reap`` (by the runner, or the next ``remove_orphans``).
         The rename is durable once the directory is fsync'ed (``sync_entries``): a
         runner does that once per run, so a power loss inside the run may undo it
         and resend a delivered message, inside the documented duplicate window.
@@ -624,49 +619,6 @@ class Claimed(NamedTuple):
     entry: Entry
     message: BinaryIO
     content: bytes | None = None  # the whole message, when it was held in memory
-
-
-class Reaper:
-    """Frees dequeued entries' files on a few threads, off the delivery path.
-
-    ``submit`` after the entry's lock is released (see ``Spool.reap``); ``close``
-    waits for every file and then makes the directory durable with one fsync.
-    Threads start with the first submission, so a run that dequeues nothing
-    starts none.
-    """
-
-    def __init__(self, spool: Spool, threads: int = REAPER_THREADS) -> None:
-        import queue  # noqa: PLC0415 - see TYPE_CHECKING above
-
-        self._spool = spool
-        self._size = threads
-        self._work: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def submit(self, entry_id: str) -> None:
-        import threading  # noqa: PLC0415 - see TYPE_CHECKING above
-
-        if not self._threads:
-            self._threads = [
-                threading.Thread(target=self._reap, name="mailhop-reaper", daemon=True)
-                for _ in range(self._size)
-            ]
-            for thread in self._threads:
-                thread.start()
-        self._work.put(entry_id)
-
-    def _reap(self) -> None:
-        while (entry_id := self._work.get()) is not None:
-            with contextlib.suppress(OSError):  # what is left, the next run removes
-                self._spool.reap(entry_id)
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._work.put(None)
-        for thread in self._threads:
-            thread.join()
-        self._threads = []
-        self._spool.sync_entries()
 
 
 def _parse_record(entry_id: str, record: bytes) -> Entry:
