@@ -384,7 +384,7 @@ class Spool:
             # Sized from fstat (records are never written in place): a read of
             # MAX_RECORD_BYTES would allocate, and map, a megabyte every time.
             size = min(os.fstat(descriptor).st_size, MAX_RECORD_BYTES)
-            raw = _read_at_most(descriptor, size + 1)
+            raw = _read_at_most(descriptor, size + 1, enough=size)
         except OSError as error:
             raise StoreError.from_os_error(f"cannot read entry {entry_id}", error) from error
         finally:
@@ -628,10 +628,14 @@ def _parse_record(entry_id: str, record: bytes) -> Entry:
     return entry
 
 
-def _read_at_most(descriptor: int, limit: int) -> bytes:
-    """Read until ``limit`` octets or the end of the file (a read may come short)."""
+def _read_at_most(descriptor: int, limit: int, *, enough: int | None = None) -> bytes:
+    """Read until ``limit`` octets or the end of the file (a read may come short).
+
+    ``enough``: the size fstat gave a file that is never written in place; a first
+    read that brings that much needs no second one to see the end.
+    """
     data = os.read(descriptor, limit)
-    if not data or len(data) == limit:
+    if not data or len(data) == limit or len(data) == enough:
         return data
     parts, size = [data], len(data)
     while size < limit and (more := os.read(descriptor, limit - size)):
