@@ -643,7 +643,8 @@ class SmtpSession:
             self._core.pop_transcript()
 
     def _read_event(self, timeout: float) -> Reply | TLSUpgradeRequired:
-        self._flush(timeout)
+        if self._core.has_data_to_send:  # a pipelined batch has several replies to read
+            self._flush(timeout)
         assert self._transport is not None  # noqa: S101 - only called while open
         while True:
             try:
