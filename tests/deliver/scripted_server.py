@@ -267,8 +267,12 @@ class ScriptedServer:
         *,
         tls_context: ssl.SSLContext | None = None,
         on_tls: Callable[[ssl.SSLSocket], None] | None = None,
+        later_scripts: Sequence[Sequence[Step]] = (),
     ) -> None:
         self.script = list(script)
+        # Connection 2, 3, ... run these in turn (then ``script`` again): a server
+        # that behaves differently once the client comes back.
+        self.later_scripts = [list(later) for later in later_scripts]
         self.tls_context = tls_context
         self.on_tls = on_tls
         self.captures: list[Capture] = []
@@ -320,15 +324,19 @@ class ScriptedServer:
                 return
             capture = Capture()
             self.captures.append(capture)
-            thread = threading.Thread(target=self._serve, args=(sock, capture), daemon=True)
+            index = len(self.captures) - 2
+            script = self.later_scripts[index] if 0 <= index < len(self.later_scripts) else None
+            thread = threading.Thread(
+                target=self._serve, args=(sock, capture, script or self.script), daemon=True
+            )
             self._threads.append(thread)
             thread.start()
 
-    def _serve(self, sock: socket.socket, capture: Capture) -> None:
+    def _serve(self, sock: socket.socket, capture: Capture, script: list[Step]) -> None:
         sock.settimeout(SERVER_IO_TIMEOUT)
         connection = _Connection(sock, capture)
         try:
-            self._run(connection)
+            self._run(connection, script)
         except (_ScriptEnded, OSError):
             pass
         finally:
@@ -336,9 +344,9 @@ class ScriptedServer:
                 connection.sock.close()
             capture.done.set()
 
-    def _run(self, connection: _Connection) -> None:
+    def _run(self, connection: _Connection, script: list[Step]) -> None:
         capture = connection.capture
-        for step in self.script:
+        for step in script:
             if isinstance(step, Send):
                 connection.sock.sendall(step.data)
             elif isinstance(step, Expect):

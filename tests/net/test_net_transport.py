@@ -148,6 +148,44 @@ def test_silent_server_read_times_out_within_the_deadline(serve: ServeFactory) -
     assert "0.2 seconds" in str(caught.value)
 
 
+def read_slowly(connection: socket.socket) -> None:
+    # A megabyte every 50 ms for 3 s: each of the client's sends makes some progress.
+    for _ in range(60):
+        time.sleep(0.05)
+        connection.recv(1024 * 1024)
+
+
+def test_a_server_that_reads_slowly_cannot_stretch_a_send_past_its_timeout(
+    serve: ServeFactory,
+) -> None:
+    # Plain sockets block and the kernel keeps the timeout (SO_SNDTIMEO, per send):
+    # the whole send must still end within the timeout, however much is left.
+    server = serve(read_slowly)
+    with open_connection(local(server.port), timeout=TIMEOUT) as transport:
+        started = time.monotonic()
+        with pytest.raises(NetTimeoutError) as caught:
+            transport.send_all(b"x" * 64 * 1024 * 1024, timeout=0.3)
+        elapsed = time.monotonic() - started
+    assert isinstance(caught.value, TimeoutError)
+    assert 0.25 <= elapsed < 1.5
+    assert "0.3 seconds" in str(caught.value)
+
+
+def test_timeouts_change_per_call_and_direction(serve: ServeFactory) -> None:
+    server = serve(greet_and_echo)
+    with open_connection(local(server.port), timeout=TIMEOUT) as transport:
+        assert receive_exactly(transport, len(GREETING)) == GREETING
+        transport.send_all(b"ping\r\n", timeout=5.0)
+        assert receive_exactly(transport, 6) == b"ping\r\n"
+        # A short read timeout after a long one: the silence is noticed in time.
+        started = time.monotonic()
+        with pytest.raises(NetTimeoutError):
+            transport.receive(4096, timeout=0.2)
+        assert time.monotonic() - started < 1.5
+        transport.send_all(b"pong\r\n", timeout=0.2)  # the connection is still usable
+        assert receive_exactly(transport, 6) == b"pong\r\n"
+
+
 def test_blackholed_address_times_out_within_the_deadline(blackhole: tuple[str, int]) -> None:
     started = time.monotonic()
     with pytest.raises(ConnectError) as caught:

@@ -331,6 +331,47 @@ def test_pipelining_needs_the_extension() -> None:
         client.send(Rset())  # DATA ends a group (RFC 2920 §3.1)
 
 
+def test_the_next_transaction_may_follow_the_end_of_data_with_pipelining() -> None:
+    # RFC 2920 §3.1: message content may be the first "command" of a group.
+    client = ready_client()
+    for command in (MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data()):
+        client.send(command)
+    client.data_to_send()
+    feed(client, b"250 ok\r\n250 ok\r\n354 go\r\n")
+    client.send(DataChunk(data=b"one\n"))
+    client.send(EndOfData())
+    second = MailFrom(address="c@x.test")
+    for command in (second, RcptTo(address="d@x.test"), Data()):
+        client.send(command)
+    assert client.data_to_send() == (
+        b"one\r\n.\r\nMAIL FROM:<c@x.test>\r\nRCPT TO:<d@x.test>\r\nDATA\r\n"
+    )
+    # Replies in order: the first message's is refused, the second's transaction
+    # goes on regardless (the end of data closed the first one either way).
+    replies = feed(client, b"554 5.6.0 refused\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    assert [(r.code, type(r.command)) for r in replies] == [
+        (554, EndOfData), (250, MailFrom), (250, RcptTo), (354, Data),
+    ]  # fmt: skip
+    assert replies[1].command is second and client.state is ClientState.SEND_BODY
+    client.send(DataChunk(data=b"two\n"))
+    client.send(EndOfData())
+    assert client.data_to_send() == b"two\r\n.\r\n"
+
+
+def test_without_pipelining_the_end_of_data_is_answered_first() -> None:
+    client = ready_client(b"250 mx.test\r\n")
+    client.send(MailFrom(address="a@x.test"))
+    feed(client, b"250 ok\r\n")
+    client.send(RcptTo(address="b@x.test"))
+    feed(client, b"250 ok\r\n")
+    client.send(Data())
+    feed(client, b"354 go\r\n")
+    client.send(DataChunk(data=b"one\n"))
+    client.send(EndOfData())
+    with pytest.raises(LocalProtocolError, match="no PIPELINING"):
+        client.send(MailFrom(address="c@x.test"))
+
+
 def test_failed_mail_in_a_pipelined_batch() -> None:
     client = ready_client()
     for command in (MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data()):

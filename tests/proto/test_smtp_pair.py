@@ -99,6 +99,37 @@ def test_no_valid_recipient_means_no_data() -> None:
     assert client.state is ClientState.READY and server.delivered == []
 
 
+def test_messages_pipelined_behind_each_others_end_of_data() -> None:
+    # The client writes the next message's MAIL, RCPT and DATA right behind the end
+    # of data (RFC 2920 §3.1); our server core takes them from the same bytes.
+    client, server = greeted_pair()
+    server.refuse_recipients = {"nobody@y.test"}
+    for command in (MailFrom(address="s@x.test"), RcptTo(address="a@y.test"), Data()):
+        client.send(command)
+    exchange(client, server)
+    client.send(DataChunk(data=b"first\n"))
+    client.send(EndOfData())
+    for command in (MailFrom(address="s@x.test"), RcptTo(address="b@y.test"), Data()):
+        client.send(command)  # before the reply to the first end of data
+    replies = [event for event in exchange(client, server) if isinstance(event, Reply)]
+    assert [(r.code, type(r.command)) for r in replies] == [
+        (250, EndOfData), (250, MailFrom), (250, RcptTo), (354, Data),
+    ]  # fmt: skip
+    client.send(DataChunk(data=b"second\n"))
+    client.send(EndOfData())
+    for command in (MailFrom(address="s@x.test"), RcptTo(address="nobody@y.test"), Data()):
+        client.send(command)
+    replies = [event for event in exchange(client, server) if isinstance(event, Reply)]
+    # The third's only recipient is refused, so the server core refuses DATA (503).
+    assert [(r.code, type(r.command)) for r in replies] == [
+        (250, EndOfData), (250, MailFrom), (550, RcptTo), (503, Data),
+    ]  # fmt: skip
+    assert [(d.recipients, d.content) for d in server.delivered] == [
+        (["a@y.test"], b"first\r\n"), (["b@y.test"], b"second\r\n"),
+    ]  # fmt: skip
+    assert client.state is ClientState.READY
+
+
 def test_cancelled_auth() -> None:
     client, server = greeted_pair(tls_active=True)
     client.send(Auth(mechanism=sasl.CramMD5("user", "secret")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailhop.proto.errors import RemoteProtocolError
@@ -119,3 +119,32 @@ def test_round_trip(code: int, lines: tuple[str, ...], detail: tuple[int, int] |
 def test_parser_only_raises_remote_protocol_error(data: bytes) -> None:
     with contextlib.suppress(RemoteProtocolError):
         parse_reply(data)
+
+
+# Lines of every kind: one-line, first of several, malformed, with each forbidden
+# octet class, with and without an enhanced status, 8-bit text.
+REPLY_CODES = [b"250", b"354", b"421", b"550", b"199", b"600", b"25", b""]
+REPLY_SEPARATORS = [b" ", b"-", b""]
+REPLY_TEXT = [
+    b"Ok", b"queued as 1234", b" ", b"2.1.0 ", b"5.7.1 ", b"\t", b"\xc3\xa9", b"\xff", b"\x00",
+    b"\x08", b"\x1f", b"\x7f", b"\r", b"\n",
+]  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(
+    code=st.sampled_from(REPLY_CODES),
+    separator=st.sampled_from(REPLY_SEPARATORS),
+    text=st.lists(st.sampled_from(REPLY_TEXT), max_size=4),
+)
+def test_the_one_line_shortcut_agrees_with_the_rules(
+    code: bytes, separator: bytes, text: list[bytes]
+) -> None:
+    line = code + separator + b"".join(text) + b"\r\n"
+    outcomes = []
+    for feed in (ReplyParser().feed_line, ReplyParser().feed_line_checked):
+        try:
+            outcomes.append(feed(line))
+        except RemoteProtocolError:
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1]

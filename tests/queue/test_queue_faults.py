@@ -86,18 +86,25 @@ def test_one_run_shares_its_connections_among_worker_processes(tmp_path: Path) -
     assert queue_files(config) == []
 
 
-def test_a_worker_process_that_dies_is_reported_not_hidden() -> None:
+@pytest.mark.parametrize(
+    ("code", "how"),
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "signal 9"),
+        ("raise SystemExit(70)", "exit status 70"),
+    ],
+    ids=["killed", "failed"],
+)
+def test_a_worker_process_that_dies_is_reported_not_hidden(code: str, how: str) -> None:
     from mailhop.queue.runner import _collect, _Tally
 
     read_end, write_end = os.pipe()
-    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
     dying = os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ)
     os.close(write_end)  # the child writes no report
     tally = _Tally()
     _collect(dying, read_end, tally)  # waits for it, as run() does for its children
     assert tally.delivered == 0
     assert tally.failures == [
-        "a delivery process ended abnormally (signal 9); its remaining messages stay queued"
+        f"a delivery process ended abnormally ({how}); its remaining messages stay queued"
     ]
 
 
@@ -263,3 +270,20 @@ def test_kill_after_a_delay_warning_repeats_it_and_never_loses_it(tmp_path: Path
     assert warnings() == 2  # repeated once after the kill, then never again
     (original,) = [i for i in spool.ids() if not spool.load(i).is_bounce]
     assert spool.load(original).delay_warned
+
+
+@pytest.mark.parametrize("count", [1, 24, 25, 26, 1000, 100_003])
+def test_work_chunks_hand_out_every_entry_once(count: int) -> None:
+    from mailhop.queue.runner import _MAX_WORK_CHUNKS, WORK_CHUNK_ENTRIES, _WorkChunks
+
+    ids = [f"{index:016x}.00000000" for index in range(count)]
+    chunks = _WorkChunks(ids)
+    try:
+        taken = []
+        while (chunk := chunks.take()) is not None:
+            assert 0 < len(chunk) <= max(WORK_CHUNK_ENTRIES, chunks.size)
+            taken.append(chunk)
+    finally:
+        chunks.close()
+    assert [entry for chunk in taken for entry in chunk] == ids  # in order, each once
+    assert len(taken) <= _MAX_WORK_CHUNKS

@@ -4,7 +4,10 @@ their message cap, an unreachable server deferring the rest of a batch."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,3 +178,50 @@ def test_a_connection_lost_mid_message_keeps_it_and_the_next_gets_a_new_session(
     assert entry.pending and entry.recipients[0].last_code == 0
     assert handler.sessions == 2  # the lost session was not reused
     assert len(handler.accepted) == 1
+
+
+def test_an_entry_locked_by_another_process_is_skipped_as_busy(serve: Any, tmp_path: Path) -> None:
+    handler = Handler()
+    spool = queue_messages(tmp_path, serve(handler), 2)
+    locked, _ = spool.ids()
+    with spool.lock(locked, wait=1):  # another descriptor: flock sees another owner
+        report = run(spool, connections=1)
+    assert (report.delivered, report.busy) == (1, 1)
+    assert spool.ids() == [locked]
+    assert handler.accepted == [("r1@example.test",)]
+
+
+def test_a_worker_takes_chunk_after_chunk_over_one_connection_then_reports(
+    serve: Any, tmp_path: Path
+) -> None:
+    # What each forked worker of ``mailhop queue run`` does, here in process.
+    handler = Handler()
+    count = runner_module.WORK_CHUNK_ENTRIES * 2 + 3  # three chunks
+    spool = queue_messages(tmp_path, serve(handler), count)
+    ids = spool.ids()
+    tally = runner_module._Tally()
+    worker = runner_module._Worker(
+        spool,
+        tally,
+        force=False,
+        now=time.time(),
+        resolve_account=runner_module.resolve_entry_account,
+        local_delivery=None,
+        log=None,
+    )
+    chunks = runner_module._WorkChunks(ids)
+    reap_read, reap_write = os.pipe()
+    report_read, report_write = os.pipe()
+    try:
+        runner_module._work(worker, chunks, reap_write, report_write)
+    finally:
+        chunks.close()
+    with open(report_read, "rb") as report_file, open(reap_read, "rb") as reap_file:
+        report, reaped = json.loads(report_file.read()), reap_file.read().split()
+    assert report["delivered"] == count and report["quarantined"] == []
+    # Every dequeued entry is handed to the parent for freeing, once, and its
+    # files wait for it (the commit point, ID.done, is there).
+    assert sorted(reaped) == [entry_id.encode() for entry_id in ids]
+    assert all(os.path.exists(spool.path(entry_id, ".done")) for entry_id in ids)
+    assert handler.sessions == 1 and len(handler.accepted) == count
+    assert len(worker.accounts) == 1  # the configuration was read once

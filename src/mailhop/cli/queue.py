@@ -213,7 +213,7 @@ def run_queue(
     spool: Spool, *, force: bool = False, verbose: bool = False, watch: bool = False
 ) -> int:
     """Deliver what is due; report quarantined entries and configuration problems."""
-    from mailhop.queue.runner import run  # noqa: PLC0415
+    from mailhop.queue.runner import MAX_PROCESSES, run  # noqa: PLC0415
 
     started = time.monotonic()
     status = ExitCode.OK
@@ -223,9 +223,11 @@ def run_queue(
             force=force,
             log=_stderr if verbose else None,
             local_delivery=lambda entry, states, data: _route_again(spool, entry, states, data),
-            # One worker process per core (the runner bounds it); this process has
-            # no other threads, so forking is safe here.
-            processes=os.cpu_count() or 1,
+            # A worker process per connection (the runner bounds them by the
+            # connections and the entries): each mostly waits for its server, so
+            # more of them than cores still pays. This process has no other
+            # threads, so forking is safe here.
+            processes=MAX_PROCESSES,
         )
         for entry_id in report.quarantined:
             sys.stderr.write(

@@ -39,6 +39,7 @@ from mailhop.proto.errors import ProtocolError, RemoteProtocolError
 from mailhop.proto.smtp import (
     NEED_DATA,
     ClientConnection,
+    ClientState,
     Command,
     ConnectionClosed,
     Data,
@@ -71,6 +72,9 @@ CONTENT_WRITE_OCTETS = 64 * 1024
 _GREETING_OK = 220
 _AUTH_OK = 235
 _DATA_GO_AHEAD = 354
+
+# Core states after which the connection carries nothing more (a 421, a broken rule).
+_SESSION_OVER = frozenset({ClientState.CLOSED, ClientState.ERROR})
 
 Transcript = Callable[[str], None]
 DsnNotify = Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"]
@@ -111,6 +115,33 @@ class PerRecipientOutcome(NamedTuple):
     acceptance: Acceptance | None
 
 
+class Transaction:
+    """One message of ``send_per_recipient``, between its three steps.
+
+    ``SmtpSession.begin`` sends the commands, ``transfer`` reads their replies and
+    queues the content, ``finish`` reads the reply to the end of data. The runner
+    calls ``begin`` for the next message before ``finish`` for this one, so both
+    travel in one round trip (RFC 2920 §3.1).
+    """
+
+    def __init__(self, *, envelope: Envelope, message: Outgoing, pipelined: bool) -> None:
+        self.envelope = envelope
+        self.message = message
+        self.pipelined = pipelined  # the replies to MAIL, RCPT and DATA are still unread
+        self.mail_reply: Reply | None = None
+        self.data_reply: Reply | None = None
+        self.accepted: list[str] = []
+        self.refused: list[tuple[str, Reply]] = []
+        self.content_sent = False  # the content and its end of data are sent or queued
+        self.mailsize = 0
+
+    def note_recipient(self, recipient: str, reply: Reply) -> None:
+        if reply.is_positive:
+            self.accepted.append(recipient)
+        else:
+            self.refused.append((recipient, reply))
+
+
 class SmtpSession:
     """An open, greeted, secured and authenticated connection to the account's server."""
 
@@ -143,8 +174,12 @@ class SmtpSession:
 
     @property
     def is_open(self) -> bool:
-        """The connection can carry another message."""
-        return self._transport is not None and not self._transport.is_closed
+        """The connection can carry another message (open, and no 421 received)."""
+        return (
+            self._transport is not None
+            and not self._transport.is_closed
+            and self._core.state not in _SESSION_OVER
+        )
 
     @property
     def transport(self) -> Transport:
@@ -380,7 +415,7 @@ class SmtpSession:
                 # connection without the final dot abandons the transaction
                 # (RFC 5321 §4.1.1.4), where a dot would deliver an empty message
                 # to the recipients that were accepted.
-                self._abandon()
+                self.abandon()
             else:
                 self._reset()
             self._expect_ok(mail_reply, "sender", envelope.sender)
@@ -403,12 +438,31 @@ class SmtpSession:
         itself (RFC 5321 §3.3: RCPT replies are per recipient), so the message goes
         to every accepted recipient and the refused ones are reported with their reply
         for a retry (4xx) or a bounce (5xx). MAIL, the RCPTs and DATA travel in one
-        PIPELINING batch when the server offers it (RFC 2920 §3.1).
+        PIPELINING batch when the server offers it (RFC 2920 §3.1). The three steps
+        (``begin``, ``transfer``, ``finish``) are public so that the runner can send
+        the next message's commands behind this one's end of data.
 
         Raises:
             ServerReplyError: MAIL, DATA or the final reply refused: the outcome then
                 concerns every recipient that was accepted (4xx -> 75, 5xx -> 65).
             TransportError, DeliveryError: the connection failed (nothing accepted).
+        """
+        transaction = self.begin(envelope, message)
+        self.transfer(transaction)
+        return self.finish(transaction)
+
+    def begin(self, envelope: Envelope, message: Outgoing) -> Transaction:
+        """Send (with PIPELINING: queue) MAIL, the RCPTs and DATA of one message.
+
+        With PIPELINING nothing is read here: the commands leave with the next read,
+        which may first be the reply to the previous message's end of data (RFC 2920
+        §3.1: message content may be the first "command" of a group). Without it,
+        each reply is read as it comes, and DATA is only sent if a recipient was
+        accepted.
+
+        Raises:
+            ServerReplyError: the message exceeds the server's SIZE (nothing was
+                sent), or (without PIPELINING) MAIL was refused.
         """
         capabilities = self._core.capabilities
         if capabilities.size and message.size > capabilities.size:
@@ -422,6 +476,7 @@ class SmtpSession:
         account = self.account
         notify = _dsn_notify(account.dsn_notify)
         pipelining = capabilities.pipelining
+        transaction = Transaction(envelope=envelope, message=message, pipelined=pipelining)
         self._command(
             MailFrom(
                 address=envelope.sender,
@@ -432,54 +487,89 @@ class SmtpSession:
             ),
             flush=not pipelining,
         )
-        mail_reply: Reply | None = None
         if not pipelining:
-            mail_reply = self._read_reply(self.timeouts.mail)
+            transaction.mail_reply = mail_reply = self._read_reply(self.timeouts.mail)
             if not mail_reply.is_positive:
                 self._reset()
                 self._expect_ok(mail_reply, "sender", envelope.sender)
-        accepted: list[str] = []
-        refused: list[tuple[str, Reply]] = []
         for recipient in envelope.recipients:
             self._command(RcptTo(address=recipient, notify=notify), flush=not pipelining)
             if not pipelining:
-                reply = self._read_reply(self.timeouts.rcpt)
-                if reply.is_positive:
-                    accepted.append(recipient)
-                else:
-                    refused.append((recipient, reply))
+                transaction.note_recipient(recipient, self._read_reply(self.timeouts.rcpt))
         if pipelining:
+            self._command(Data(), flush=False)
+        elif transaction.accepted:
             self._command(Data())
-            mail_reply = self._read_reply(self.timeouts.mail)
+            transaction.data_reply = self._read_reply(self.timeouts.data_initiation)
+        return transaction
+
+    def transfer(self, transaction: Transaction) -> None:
+        """Read what ``begin`` left unread; on 354, queue the content and its end.
+
+        The end of data is not flushed here: it leaves with the next read, so the
+        next message's commands can share its segment. Nothing is delivered when
+        no recipient was accepted (``transaction.content_sent`` stays False).
+
+        Raises:
+            ServerReplyError: MAIL or DATA refused (for every recipient).
+        """
+        envelope = transaction.envelope
+        if transaction.pipelined:
+            transaction.mail_reply = self._read_reply(self.timeouts.mail)
             for recipient in envelope.recipients:
-                reply = self._read_reply(self.timeouts.rcpt)
-                if reply.is_positive:
-                    accepted.append(recipient)
-                else:
-                    refused.append((recipient, reply))
-            data_reply = self._read_reply(self.timeouts.data_initiation)
-        else:
-            data_reply = None
-            if accepted:
-                self._command(Data())
-                data_reply = self._read_reply(self.timeouts.data_initiation)
-        assert mail_reply is not None  # noqa: S101 - read in either branch above
-        if not mail_reply.is_positive or not accepted:
+                transaction.note_recipient(recipient, self._read_reply(self.timeouts.rcpt))
+            transaction.data_reply = self._read_reply(self.timeouts.data_initiation)
+        mail_reply, data_reply = transaction.mail_reply, transaction.data_reply
+        assert mail_reply is not None  # noqa: S101 - read in begin or just above
+        if not mail_reply.is_positive or not transaction.accepted:
             # Nothing may be delivered: a 354 waits for content we must not send
             # (RFC 5321 §4.1.1.4: closing without the dot abandons the transaction).
             if data_reply is not None and data_reply.code == _DATA_GO_AHEAD:
-                self._abandon()
+                self.abandon()
             else:
                 self._reset()
             self._expect_ok(mail_reply, "sender", envelope.sender)
-            return PerRecipientOutcome(accepted=(), refused=tuple(refused), acceptance=None)
+            return
         assert data_reply is not None  # noqa: S101 - set whenever a recipient was accepted
         if data_reply.code != _DATA_GO_AHEAD:
             self._reset()
             raise _refusal("the server refused DATA", data_reply)
-        acceptance = self._send_content(message)
+        parts: list[bytes] = []
+        buffered = 0
+        for chunk in transaction.message.chunks:
+            parts.append(chunk)
+            buffered += len(chunk)
+            if buffered >= CONTENT_WRITE_OCTETS:
+                self._core.send(DataChunk(data=b"".join(parts)))
+                self._flush(self.timeouts.data_block)
+                parts, buffered = [], 0
+        if parts:
+            self._core.send(DataChunk(data=b"".join(parts)))
+        self._command(EndOfData(), flush=False)
+        transaction.content_sent = True
+        transaction.mailsize = self._core.message_size
+
+    def finish(self, transaction: Transaction) -> PerRecipientOutcome:
+        """Send what is queued and read the reply to the end of data (if it was sent).
+
+        Raises:
+            ServerReplyError: the message was refused (for every accepted recipient).
+            TransportError, DeliveryError: no reply (the message may not be counted
+                as delivered).
+        """
+        refused = tuple(transaction.refused)
+        if not transaction.content_sent:
+            return PerRecipientOutcome(accepted=(), refused=refused, acceptance=None)
+        self._flush(self.timeouts.data_block)
+        reply = self._read_reply(self.timeouts.data_termination)
+        if not isinstance(reply.command, EndOfData):  # pragma: no cover - replies come in order
+            raise ProtocolViolationError("a reply out of order where the end of data was due")
+        if not reply.is_positive:
+            raise _refusal("the server did not accept the message", reply)
         return PerRecipientOutcome(
-            accepted=tuple(accepted), refused=tuple(refused), acceptance=acceptance
+            accepted=tuple(transaction.accepted),
+            refused=refused,
+            acceptance=Acceptance(reply=reply, mailsize=transaction.mailsize),
         )
 
     def _send_content(self, message: Outgoing) -> Acceptance:
@@ -548,7 +638,8 @@ class SmtpSession:
             self._core.pop_transcript()
 
     def _read_event(self, timeout: float) -> Reply | TLSUpgradeRequired:
-        self._flush(timeout)
+        if self._core.has_data_to_send:  # a pipelined batch has several replies to read
+            self._flush(timeout)
         assert self._transport is not None  # noqa: S101 - only called while open
         while True:
             try:
@@ -584,9 +675,11 @@ class SmtpSession:
             self._command(Rset())
             self._read_reply(self.timeouts.command)
         except (ProtocolViolationError, ConnectionDroppedError):
-            self._abandon()
+            self.abandon()
 
-    def _abandon(self) -> None:
+    def abandon(self) -> None:
+        """Close the connection at once, without QUIT (its state is unknown, or the
+        server waits for content that must not be sent)."""
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()

@@ -15,8 +15,10 @@ received, with the redacted form of anything secret.
 from __future__ import annotations
 
 import enum
+import math
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -51,6 +53,10 @@ __all__ = [
 DEFAULT_PROXY_PORT = 1080
 # RFC 1928 §5: DST.ADDR of type DOMAINNAME carries its length in one octet.
 MAX_SOCKS_HOST_LENGTH = 255
+# SO_RCVTIMEO/SO_SNDTIMEO take a struct timeval; a zero one means "wait forever",
+# so a timeout rounds up to at least one microsecond.
+_MICROSECONDS = 1_000_000
+_TIMEVAL = struct.Struct("@ll")
 
 # getaddrinfo results that say the name itself has no address. Every other failure
 # (EAI_AGAIN, EAI_FAIL, EAI_SYSTEM, ...) may pass: see errors.py for why.
@@ -199,6 +205,18 @@ class Transport:
         # the descriptor's blocking mode) and the SMTP driver uses the same few
         # timeouts for thousands of reads and writes in a row: set it only on change.
         self._timeout: float | None = sock.gettimeout()
+        # Until TLS starts, the socket blocks and the kernel keeps the timeouts
+        # (SO_RCVTIMEO, SO_SNDTIMEO; EAGAIN when one passes), one per direction: a
+        # Python timeout polls before every recv and send, and the SMTP driver,
+        # which alternates reading and writing with different timeouts, would
+        # switch it (an ioctl) at almost every call. TLS sockets keep Python's
+        # timeout: an SSL read may need a write, and the reverse.
+        self._kernel_timeouts = not isinstance(sock, ssl.SSLSocket)
+        self._receive_timeout: float | None = None  # what SO_RCVTIMEO holds
+        self._send_timeout: float | None = None  # what SO_SNDTIMEO holds
+        if self._kernel_timeouts:
+            sock.settimeout(None)
+            self._timeout = None
 
     @property
     def info(self) -> ConnectionInfo:
@@ -223,9 +241,12 @@ class Transport:
         if self._transcript is not None:
             self._transcript(Direction.SENT, data if redacted is None else redacted)
         try:
-            self._set_timeout(sock, timeout)
-            sock.sendall(data)
-        except TimeoutError as error:
+            if self._kernel_timeouts:
+                self._send_within(sock, data, timeout)
+            else:
+                self._set_timeout(sock, timeout)
+                sock.sendall(data)
+        except (TimeoutError, BlockingIOError) as error:
             raise NetTimeoutError(
                 f"{self._info.peer} did not accept data within {timeout:g} seconds; try again later"
             ) from error
@@ -243,9 +264,14 @@ class Transport:
         _check_timeout(timeout)
         sock = self._open_socket()
         try:
-            self._set_timeout(sock, timeout)
+            if self._kernel_timeouts:
+                if timeout != self._receive_timeout:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+                    self._receive_timeout = timeout
+            else:
+                self._set_timeout(sock, timeout)
             data = sock.recv(max_bytes)
-        except TimeoutError as error:
+        except (TimeoutError, BlockingIOError) as error:
             raise NetTimeoutError(
                 f"no answer from {self._info.peer} within {timeout:g} seconds; try again later"
             ) from error
@@ -314,6 +340,26 @@ class Transport:
     ) -> None:
         self.close()
 
+    def _send_within(self, sock: socket.socket, data: bytes, timeout: float) -> None:
+        """``sendall`` on the blocking socket, every byte within ``timeout`` seconds.
+
+        SO_SNDTIMEO bounds each send; after a partial send, the next one gets only
+        what is left of the deadline (a peer that drains slowly cannot stretch it).
+        """
+        deadline = time.monotonic() + timeout
+        view = memoryview(data)
+        sent = 0
+        while True:
+            if timeout != self._send_timeout:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+                self._send_timeout = timeout
+            sent += sock.send(view[sent:])
+            if sent >= len(view):
+                return
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise TimeoutError("the send deadline passed")
+
     def _set_timeout(self, sock: socket.socket, timeout: float) -> None:
         if timeout != self._timeout:
             sock.settimeout(timeout)
@@ -330,6 +376,7 @@ class Transport:
         try:
             raw.settimeout(timeout)  # Python ≥ 3.5: a bound on the whole handshake
             self._timeout = timeout
+            self._kernel_timeouts = False  # from here on, Python's (see __init__)
             tls_socket = policy.context.wrap_socket(
                 raw, server_hostname=policy.server_hostname, do_handshake_on_connect=False
             )
@@ -368,6 +415,12 @@ def _remaining(deadline: float) -> float:
     if remaining <= 0:
         raise TimeoutError("deadline passed")
     return remaining
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO, at least one microsecond."""
+    whole, fraction = divmod(max(1, math.ceil(seconds * _MICROSECONDS)), _MICROSECONDS)
+    return _TIMEVAL.pack(whole, fraction)
 
 
 def _check_timeout(timeout: float) -> None:

@@ -71,6 +71,11 @@ class ByteStream:
         self._outgoing = bytearray()
         self._eof = False
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Something is queued for the peer (``data_to_send`` would not be empty)."""
+        return bool(self._outgoing)
+
     def data_to_send(self) -> bytes:
         """Everything queued since the last call, to be written to the peer."""
         data = bytes(self._outgoing)

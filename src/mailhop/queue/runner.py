@@ -3,25 +3,42 @@
 One run: remove leftovers of interrupted enqueues, read every record (an entry that
 fails its integrity check is quarantined and reported, never sent), keep those due,
 group them by account and deliver each group over at most ``MAX_CONNECTIONS``
-connections, many messages per connection (MAIL/RCPT/DATA pipelined, RFC 2920).
+connections, many messages per connection.
 
-The connections (slices of the due entries) may be shared among up to
-``processes`` forked worker processes (``mailhop queue run`` uses one per core): the
-Python side of a delivery is CPU work, and one process's threads share one core.
+With ``processes`` > 1 (``mailhop queue run``: ``MAX_PROCESSES``), the run forks
+worker processes, one per connection, without threads (threads would share one
+GIL); fewer for a small queue (at most one per ``MIN_ENTRIES_PER_PROCESS`` entries,
+so a queue that small forks none). The workers take the due ids ``WORK_CHUNK_ENTRIES`` at a time
+from a pipe, so the slower ones take fewer; each keeps its connection from chunk to
+chunk. The parent frees the files of the entries they dequeue meanwhile (an unlink
+costs ext4 100-200 us of waiting), and a worker that dies is reported (exit 70).
+With one process, everything happens in the caller, over one connection at a time.
+
+On a connection, each message's MAIL/RCPT/DATA are written behind the previous
+message's end of data, before its reply is read (RFC 2920 §3.1: message content may
+open a group), so a message costs one round trip, not two. The message whose end
+of data went out stays "in flight", its lock held, until the next one's commands
+are sent; then its reply is read and it is settled. Each reply belongs to its own
+message: a refused end of data fails only that message; a connection lost or
+closed (421) with a message in flight keeps that message (no 250) and sends the
+next one, which had only its commands out, over a new connection.
 
 Per entry, under its lock (any number of runners may run at once; a locked entry is
 skipped, so each message is sent by one runner at a time):
 
 1. re-read the record (another runner may just have delivered it) and check the
    message against its checksum (``Spool.claim``);
-2. send to the pending relay recipients with ``SmtpSession.send_per_recipient``;
+2. send to the pending relay recipients (``SmtpSession.begin``, ``transfer``,
+   ``finish``): the stored bytes as they are when the record says
+   ``sent_as_stored``, else the message read and fitted to the server;
 3. accepted recipients become DELIVERED and are never sent again; a 5xx recipient
    FAILED (bounced once); a 4xx recipient stays PENDING and is retried alone;
 4. bounces are queued (durably) before the original's record changes, so a crash
    between the two can only duplicate a bounce, never lose one;
 5. an entry with nothing pending is dequeued: its record is renamed to ``ID.done``
-   (the commit point) before the lock is released; its files are freed afterwards
-   by the spool's ``Reaper`` threads, off the delivery path.
+   (the commit point) before the lock is released; its files are freed afterwards,
+   off the delivery path; one directory fsync at the end of the run makes the
+   run's dequeues durable.
 
 Duplicate window (documented in docs/queue.md): a crash after the server's final
 250 and before the record is updated or renamed to ``ID.done`` resends that message
@@ -30,13 +47,13 @@ to the recipients of that attempt. Nothing is ever removed before the 250.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, NamedTuple
 
 from mailhop.errors import ConfigError, MailhopError
@@ -44,8 +61,8 @@ from mailhop.faults import crash_point
 from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError
 from mailhop.queue.policy import FailureKind, classify, retry_delay
 from mailhop.queue.spool import (
+    Claimed,
     Entry,
-    Reaper,
     RecipientState,
     RecipientStatus,
     Route,
@@ -55,7 +72,14 @@ from mailhop.queue.spool import (
 
 if TYPE_CHECKING:  # without importing the delivery stack at module load
     from mailhop.config import Account
-    from mailhop.deliver.smtp import SmtpSession
+    from mailhop.deliver.smtp import (
+        Envelope,
+        Outgoing,
+        PerRecipientOutcome,
+        SmtpSession,
+        Transaction,
+    )
+    from mailhop.proto.smtp.capabilities import Capabilities
     from mailhop.queue.bounce import FailedRecipient
 
 # Parallel connections per account, in total over all worker processes of a run:
@@ -63,9 +87,9 @@ if TYPE_CHECKING:  # without importing the delivery stack at module load
 # (Postfix's default smtp_destination_concurrency_limit is 20 for its own MX traffic;
 # submission servers throttle far lower, and count connections, not processes).
 MAX_CONNECTIONS = 4
-# Worker processes of one run. A delivery is mostly Python work that holds the GIL,
-# so the threads of one process share a core; one process per core uses the
-# machine. More than MAX_CONNECTIONS would leave processes without a connection.
+# Worker processes of one run, each with one connection at a time and no threads (a
+# delivery is mostly Python work, and the threads of one process share its GIL).
+# More than MAX_CONNECTIONS would leave processes without a connection.
 MAX_PROCESSES = MAX_CONNECTIONS
 # Fewer entries than this per worker process: starting one (a fork, a few ms, and
 # its own connection) would cost more than it saves.
@@ -78,6 +102,9 @@ DEFAULT_WATCH_INTERVAL_SECONDS = 60.0
 
 Log = Callable[[str], None]
 AccountResolver = Callable[[Entry], "Account"]
+# What entries are grouped by: one account, one connection (account name, config
+# file, command-line settings).
+AccountKey = tuple[str | None, str | None, tuple[tuple[str, str], ...]]
 # Local delivery (issue #5) plugs in here: given an entry and its LOCAL recipients,
 # deliver them and return the ones delivered. None: local recipients stay pending.
 LocalDelivery = Callable[[Entry, Sequence[RecipientState], bytes], Sequence[str]]
@@ -105,12 +132,10 @@ class _Tally:
     # Configuration problems: the error, and how many messages it holds back.
     problems: dict[str, int] = dataclasses.field(default_factory=dict)
     failures: list[str] = dataclasses.field(default_factory=list)
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def add(self, **counts: int) -> None:
-        with self.lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + value)
 
     def to_json(self) -> bytes:
         """What a worker process hands back to its parent."""
@@ -119,12 +144,11 @@ class _Tally:
 
     def merge_json(self, raw: bytes) -> None:
         data = json.loads(raw)
-        with self.lock:
-            for name in ("delivered", "deferred", "bounced", "busy"):
-                setattr(self, name, getattr(self, name) + int(data[name]))
-            self.quarantined.extend(str(item) for item in data["quarantined"])
-            for problem, count in data["problems"].items():
-                self.problems[problem] = self.problems.get(problem, 0) + int(count)
+        for name in ("delivered", "deferred", "bounced", "busy"):
+            setattr(self, name, getattr(self, name) + int(data[name]))
+        self.quarantined.extend(str(item) for item in data["quarantined"])
+        for problem, count in data["problems"].items():
+            self.problems[problem] = self.problems.get(problem, 0) + int(count)
 
 
 def resolve_entry_account(entry: Entry) -> Account:
@@ -160,9 +184,10 @@ def run(
 ) -> RunReport:
     """Deliver every due entry (``force``: every entry not on hold; ``only``: those ids).
 
-    ``processes`` > 1 forks worker processes (at most ``MAX_PROCESSES``, and never
-    more than connections); only a single-threaded caller may ask for that, as
-    ``mailhop queue run`` does. The connections stay at most ``connections``.
+    ``processes`` > 1 lets the run fork worker processes, each with one connection
+    at a time (at most ``MAX_PROCESSES`` and ``connections`` of them); only a
+    single-threaded caller may ask for that, as ``mailhop queue run`` does. With
+    one process, the entries go over one connection at a time, in this process.
     """
     now = time.time() if now is None else now
     tally = _Tally()
@@ -177,22 +202,29 @@ def run(
         local_delivery=local_delivery,
         log=log,
     )
-    workers = max(
-        1,
-        min(processes, MAX_PROCESSES, connections, -(-len(ids) // MIN_ENTRIES_PER_PROCESS)),
-    )
-    # Each process scans, groups and delivers its own share of the entries, so the
-    # scan runs in parallel too; its connections per account keep the total bounded.
-    share = max(1, connections // workers)
-    children = []
-    if workers > 1:
+    workers = min(processes, MAX_PROCESSES, connections, -(-len(ids) // MIN_ENTRIES_PER_PROCESS))
+    if workers <= 1:
+        try:
+            worker.run_share(ids)
+        finally:
+            worker.close_connection()
+    else:
         from mailhop.deliver import smtp  # noqa: F401, PLC0415 - imported once, before fork
 
-        # Forked before any thread starts: a child gets only the forking thread.
-        children = [_fork(worker, ids[index::workers], share) for index in range(1, workers)]
-    worker.run_share(ids[0::workers], share)
-    for child, pipe in children:
-        _collect(child, pipe, tally)
+        # The worker processes take the entries a chunk at a time (``_WorkChunks``)
+        # and each delivers over one connection at a time, so the connections stay
+        # at most ``workers``. This process frees the files of the entries they
+        # dequeue meanwhile (``_reap_reported``): the one thing it does while they work.
+        chunks = _WorkChunks(ids)
+        reap_read, reap_write = os.pipe()
+        children = [_fork(worker, chunks, reap_write) for _ in range(workers)]
+        os.close(reap_write)
+        chunks.close()
+        _reap_reported(spool, reap_read)
+        for child, pipe in children:
+            _collect(child, pipe, tally)
+    # One directory fsync makes every dequeue of the run durable (see docs/queue.md).
+    spool.sync_entries()
     return RunReport(
         delivered=tally.delivered,
         deferred=tally.deferred,
@@ -209,10 +241,61 @@ def run(
 
 # A child that fails in an unexpected way exits with this (sysexits EX_SOFTWARE).
 _CHILD_FAILED = 70
+# How much of the reaping pipe one read takes: many dequeued ids at a time (each
+# line is 27 octets, and a write of one is atomic: far below PIPE_BUF).
+_REAP_READ_OCTETS = 64 * 1024
+# Worker processes take the entries this many at a time. They share the cores with
+# each other, the parent and often the server, so they run at different speeds;
+# a fixed share each would leave the slowest finishing alone. Small enough that
+# the last chunks end close together, large enough that taking one (a pipe read)
+# is nothing beside delivering it.
+WORK_CHUNK_ENTRIES = 25
+# At most this many chunks (larger ones for a huge queue): their numbers are all
+# written to a pipe before any worker starts, and a pipe holds at least one page
+# (4 KiB: Linux gives no less even to a user over pipe-user-pages-soft).
+_CHUNK_NUMBER_OCTETS = 4
+_MAX_WORK_CHUNKS = 4096 // _CHUNK_NUMBER_OCTETS
 
 
-def _fork(worker: _Worker, ids: Sequence[str], connections: int) -> tuple[int, int]:
-    """Start a worker process for the entries ``ids``; return its pid and report pipe."""
+class _WorkChunks:
+    """The due ids cut in chunks, and a pipe holding each chunk's number once.
+
+    A worker takes the next chunk with one read of ``_CHUNK_NUMBER_OCTETS``: the
+    numbers were all written before any worker started and every read takes one
+    whole number, so no two workers ever get the same chunk (the pipe's reads are
+    serialised by the kernel), and an empty pipe without writers reads as the end.
+    """
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.ids = ids
+        self.size = max(WORK_CHUNK_ENTRIES, -(-len(ids) // _MAX_WORK_CHUNKS))
+        count = -(-len(ids) // self.size)
+        self.descriptor, write_end = os.pipe()
+        try:
+            numbers = (number.to_bytes(_CHUNK_NUMBER_OCTETS, "little") for number in range(count))
+            os.write(write_end, b"".join(numbers))
+        finally:
+            os.close(write_end)
+
+    def take(self) -> Sequence[str] | None:
+        """The next chunk of ids, or None when every chunk is taken."""
+        number = os.read(self.descriptor, _CHUNK_NUMBER_OCTETS)
+        if not number:
+            return None
+        start = int.from_bytes(number, "little") * self.size
+        return self.ids[start : start + self.size]
+
+    def close(self) -> None:
+        os.close(self.descriptor)
+
+
+def _fork(worker: _Worker, chunks: _WorkChunks, reap_write: int) -> tuple[int, int]:
+    """Start a worker process that delivers chunks of ``chunks``; return its pid and
+    report pipe.
+
+    The worker writes the id of each entry it dequeues to ``reap_write`` once the
+    entry's lock is released, for the parent to free its files.
+    """
     import traceback  # noqa: PLC0415
 
     parent = os.getpid()  # not getppid() in the child: the parent may be gone by then
@@ -226,11 +309,8 @@ def _fork(worker: _Worker, ids: Sequence[str], connections: int) -> tuple[int, i
     status = _CHILD_FAILED
     try:
         os.close(read_end)
-        worker.tally = _Tally()
         worker.parent = parent
-        worker.run_share(ids, connections)
-        with open(write_end, "wb") as report:
-            report.write(worker.tally.to_json())
+        _work(worker, chunks, reap_write, write_end)
         status = 0
     except BaseException:  # noqa: BLE001 - shown, then the child exits 70 below
         traceback.print_exc()
@@ -238,6 +318,53 @@ def _fork(worker: _Worker, ids: Sequence[str], connections: int) -> tuple[int, i
         sys.stderr.flush()
         # Never return into the parent's code (its caller, atexit, tempfile cleanup).
         os._exit(status)
+
+
+def _work(worker: _Worker, chunks: _WorkChunks, reap_write: int, report_write: int) -> None:
+    """A worker process's life: deliver chunks until none is left, then report.
+
+    Both descriptors are closed when it returns.
+    """
+    worker.tally = _Tally()
+    worker.reap = _ReapNotice(reap_write)
+    try:
+        while (ids := chunks.take()) is not None and not worker.orphaned:
+            worker.run_share(ids)
+    finally:
+        worker.close_connection()
+        # Before the report: the parent reads every notice (until each worker has
+        # closed its end) before it reads any report.
+        os.close(reap_write)
+    with open(report_write, "wb") as report:
+        report.write(worker.tally.to_json())
+
+
+class _ReapNotice:
+    """A worker process's side of the reaping pipe: tells the parent what to free."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+
+    def __call__(self, entry_id: str) -> None:
+        # The parent gone: the next run's remove_orphans frees the files.
+        with contextlib.suppress(OSError):
+            os.write(self.descriptor, f"{entry_id}\n".encode("ascii"))
+
+
+def _reap_reported(spool: Spool, reap_read: int) -> None:
+    """Free the files of the entries the workers report, until they all close the pipe.
+
+    Freeing an inode makes ext4 wait 100-200 us (journal, discard) while a
+    rename frees nothing; here that wait overlaps the workers' deliveries
+    instead of lengthening them.
+    """
+    with open(reap_read, "rb", buffering=0) as notices:
+        pending = b""
+        while chunk := notices.read(_REAP_READ_OCTETS):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                with contextlib.suppress(OSError):  # what is left, the next run removes
+                    spool.reap(line.decode("ascii"))
 
 
 def _collect(pid: int, pipe: int, tally: _Tally) -> None:
@@ -249,11 +376,10 @@ def _collect(pid: int, pipe: int, tally: _Tally) -> None:
         return
     # Its entries are safe: each was dequeued, updated or left as it was, as after
     # a crash of a whole runner. The next run takes what is left.
-    with tally.lock:
-        tally.failures.append(
-            f"a delivery process ended abnormally ({_describe_status(status)}); "
-            "its remaining messages stay queued"
-        )
+    tally.failures.append(
+        f"a delivery process ended abnormally ({_describe_status(status)}); "
+        "its remaining messages stay queued"
+    )
 
 
 def _describe_status(status: int) -> str:
@@ -270,8 +396,7 @@ def _quarantine(spool: Spool, entry_id: str, reason: str, tally: _Tally, log: Lo
         return  # a runner holds it; it will be looked at again
     except EntryNotFoundError:
         spool.quarantine(entry_id, reason)  # a record without its message
-    with tally.lock:
-        tally.quarantined.append(entry_id)
+    tally.quarantined.append(entry_id)
     if log is not None:
         log(f"queue entry {entry_id} quarantined: {reason}")
 
@@ -298,8 +423,22 @@ class _Worker:
         # In a worker process: the runner that forked it. When it is gone (killed),
         # the worker stops taking entries rather than run on unseen.
         self.parent: int | None = None
+        # Frees a dequeued entry's files once its lock is released: here, or (in a
+        # worker process) in the parent, which has nothing else to do meanwhile.
+        self.reap: Callable[[str], None] = spool.reap
+        # Accounts as resolved by this worker, by the key entries are grouped by.
+        self.accounts: dict[AccountKey, Account | MailhopError] = {}
+        # The one connection this worker has open, and the key of its account: kept
+        # from one share to the next while the account stays the same.
+        self.connection: _Connection | None = None
+        self.connection_key: AccountKey | None = None
 
-    def run_share(self, ids: Sequence[str], connections: int) -> None:
+    @property
+    def orphaned(self) -> bool:
+        """A worker process whose parent is gone (killed): it takes no more entries."""
+        return self.parent is not None and os.getppid() != self.parent
+
+    def run_share(self, ids: Sequence[str]) -> None:
         """Scan ``ids``, keep the due ones, deliver them per account."""
         spool, tally = self.spool, self.tally
         due: list[Scanned] = []
@@ -315,176 +454,228 @@ class _Worker:
             if entry.held or (not self.force and entry.next_attempt > self.now):
                 continue
             due.append(scanned)
-        groups: dict[tuple[object, ...], list[Scanned]] = {}
+        groups: dict[AccountKey, list[Scanned]] = {}
         for scanned in due:
             entry = scanned.entry
             key = (entry.account, entry.config_file, entry.settings)
             groups.setdefault(key, []).append(scanned)
-        slices: list[tuple[Account, Sequence[Scanned]]] = []
-        for entries in groups.values():
-            try:
-                account = self.resolve_account(entries[0].entry)
-            except MailhopError as error:
+        for key, entries in groups.items():
+            if key not in self.accounts:
+                try:
+                    self.accounts[key] = self.resolve_account(entries[0].entry)
+                except MailhopError as error:
+                    self.accounts[key] = error
+            account = self.accounts[key]
+            if isinstance(account, MailhopError):
                 # Configuration problems keep the mail and are reported, never bounced.
-                with tally.lock:
-                    tally.problems[str(error)] = tally.problems.get(str(error), 0) + len(entries)
+                problem = str(account)
+                tally.problems[problem] = tally.problems.get(problem, 0) + len(entries)
                 for scanned in entries:
-                    self.defer_all(scanned.entry, error)
+                    self.defer_all(scanned.entry, account)
                 continue
-            count = max(1, min(connections, len(entries)))
-            slices.extend((account, entries[index::count]) for index in range(count))
-        self.deliver_slices(slices)
-
-    def deliver_slices(self, slices: Sequence[tuple[Account, Sequence[Scanned]]]) -> None:
-        """Deliver each slice over its own connection (a thread each), then reap."""
-        reaper = Reaper(self.spool)
-        threads = [
-            threading.Thread(target=self.deliver_batch, args=(account, entries, reaper))
-            for account, entries in slices
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        reaper.close()  # one directory fsync covers every dequeue of this process
+            if self.connection_key != key:
+                self.close_connection()
+                self.connection, self.connection_key = _Connection(account), key
+            assert self.connection is not None  # noqa: S101 - just made, or kept for key
+            for scanned in entries:
+                if self.orphaned:
+                    return
+                self.deliver_scanned(scanned, self.connection)
 
     # --- one connection, many messages ------------------------------------------------
 
-    def deliver_batch(self, account: Account, entries: Sequence[Scanned], reaper: Reaper) -> None:
-        from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
-
-        session: SmtpSession | None = None
-        sent_on_session = 0
-        broken: MailhopError | None = None  # the server is unreachable: defer the rest
+    def close_connection(self) -> None:
+        """Settle the message in flight and close this worker's connection, if any."""
+        connection, self.connection, self.connection_key = self.connection, None, None
+        if connection is None:
+            return
         try:
-            for scanned in entries:
-                if self.parent is not None and os.getppid() != self.parent:
-                    return
-                dequeued = False
-                try:
-                    with self.spool.claim(scanned) as claimed:
-                        entry = claimed.entry  # fresh: another runner may have run
-                        if entry.held or (not self.force and entry.next_attempt > self.now):
-                            continue
-                        if broken is not None:
-                            self.defer_locked(entry, broken, account)
-                            continue
-                        if session is None or sent_on_session >= MAX_MESSAGES_PER_CONNECTION:
-                            if session is not None:
-                                session.close()
-                                session = None
-                            try:
-                                session = SmtpSession(account)
-                                session.open()
-                                sent_on_session = 0
-                            except MailhopError as error:
-                                if session is not None:
-                                    session.close()
-                                session = None
-                                broken = error
-                                self.defer_locked(entry, error, account)
-                                continue
-                        keep, dequeued = self.deliver_entry(
-                            entry, claimed.message, session, account
-                        )
-                        sent_on_session += 1
-                        if not keep:
-                            session.close()
-                            session = None
-                except EntryBusyError:
-                    self.tally.add(busy=1)
-                except EntryNotFoundError:
-                    continue
-                except CorruptEntryError as error:
-                    _quarantine(self.spool, scanned.entry.id, str(error), self.tally, self.log)
-                if dequeued:  # committed, and its lock released: free its files
-                    reaper.submit(scanned.entry.id)
+            self.complete(connection)
         finally:
-            if session is not None:
-                session.close()
+            if connection.in_flight is not None:  # an unexpected error: as after a crash
+                connection.in_flight.lock.close()
+                connection.in_flight = None
+            self.drop_session(connection)
+
+    def deliver_scanned(self, scanned: Scanned, connection: _Connection) -> None:
+        """Claim one entry and attempt it; it may stay in flight, its lock held."""
+        dequeued = False
+        try:
+            with contextlib.ExitStack() as lock:
+                claimed = lock.enter_context(self.spool.claim(scanned))
+                entry = claimed.entry  # fresh: another runner may have run
+                if entry.held or (not self.force and entry.next_attempt > self.now):
+                    return
+                if connection.broken is not None:
+                    self.defer_locked(entry, connection.broken, connection.account)
+                    return
+                dequeued = self.deliver_entry(claimed, connection, lock)
+        except EntryBusyError:
+            self.tally.add(busy=1)
+        except EntryNotFoundError:
+            return
+        except CorruptEntryError as error:
+            _quarantine(self.spool, scanned.entry.id, str(error), self.tally, self.log)
+        if dequeued:  # committed, and its lock released: free its files
+            self.reap(scanned.entry.id)
 
     def deliver_entry(
-        self, entry: Entry, file: IO[bytes], session: SmtpSession, account: Account
-    ) -> tuple[bool, bool]:
-        """Attempt one entry (its lock held, ``file`` its checked message).
+        self, claimed: Claimed, connection: _Connection, lock: contextlib.ExitStack
+    ) -> bool:
+        """Attempt one claimed entry (its lock in ``lock``, its message checked).
 
-        Returns whether the session is still usable, and whether the entry was
-        dequeued (committed; its files are the caller's to reap).
+        Returns whether the entry was dequeued now. When its content went out, the
+        entry stays in flight instead (``lock`` is emptied into it): its final reply
+        is read once the next message's commands are sent (``complete``).
         """
         from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
-        from mailhop.deliver.smtp import Envelope, Outgoing, reply_lines  # noqa: PLC0415
-        from mailhop.message import ServerCapabilities, prepare_transfer, read_message  # noqa: PLC0415
 
+        entry, file, account = claimed.entry, claimed.message, connection.account
         states = {state.address: state for state in entry.recipients}
         if self.local_delivery is not None:
             local = [s for s in entry.pending if s.route is Route.LOCAL]
             if local:
+                self.complete(connection)  # nothing waits on the wire meanwhile
                 delivered = set(self.local_delivery(entry, local, file.read()))
                 file.seek(0)
                 for address in delivered:
                     states[address] = states[address]._replace(status=RecipientStatus.DELIVERED)
-        relay = [s.address for s in entry.pending if s.route is Route.RELAY]
-        session_usable = True
+        relay = tuple(s.address for s in entry.pending if s.route is Route.RELAY)
+        if not relay:
+            return self.settle(entry, states, None, file, account)
+        session = self.open_session(connection)
+        if session is None:
+            assert connection.broken is not None  # noqa: S101 - set when no session opens
+            self.defer_locked(entry, connection.broken, account)
+            return False
         failure: MailhopError | None = None
-        if relay:
+        sending = False
+        try:
+            with _wire_form(claimed, relay, session.capabilities) as (envelope, outgoing):
+                crash_point("queue.deliver.before-send")
+                sending = True
+                transaction = self.begin(connection, envelope, outgoing)
+                if transaction is None:  # the connection broke and no new one opens
+                    assert connection.broken is not None  # noqa: S101 - see begin
+                    self.defer_locked(entry, connection.broken, account)
+                    return False
+                session = connection.session
+                assert session is not None  # noqa: S101 - begin returned a transaction
+                session.transfer(transaction)
+            if transaction.content_sent:
+                connection.in_flight = _InFlight(
+                    entry=entry,
+                    states=states,
+                    relay=relay,
+                    file=file,
+                    lock=lock.pop_all(),
+                    transaction=transaction,
+                )
+                return False
+            # No recipient accepted: nothing was sent, the refusals are the outcome.
+            _record_outcome(states, session.finish(transaction))
+            crash_point("queue.deliver.after-250")
+        except ServerReplyError as error:
+            # The whole transaction was refused: every relay recipient shares it.
+            failure = error
+            _record_failure(states, relay, error, error.code, error.lines)
+            if connection.session is not None and not connection.session.is_open:
+                self.drop_session(connection)
+        except MailhopError as error:
+            # No reply at all (connection lost, timeout, TLS): code 0, our words.
+            failure = error
+            _record_failure(states, relay, error, 0, (str(error),))
+            if sending:
+                self.drop_session(connection)
+        return self.settle(entry, states, failure, file, account)
+
+    def begin(
+        self, connection: _Connection, envelope: Envelope, outgoing: Outgoing
+    ) -> Transaction | None:
+        """Send a message's commands, behind the end of data of the one in flight.
+
+        With PIPELINING (RFC 2920 §3.1) both travel in one segment, and the reply
+        to the message in flight is read first; without it, that reply is read
+        before anything else is sent. Returns None when the connection broke
+        with the message in flight and no new one opens (``connection.broken``).
+        """
+        session = connection.session
+        assert session is not None  # noqa: S101 - opened by the caller
+        if not session.capabilities.pipelining:
+            self.complete(connection)
+            session = self.open_session(connection)  # again, if that reply ended it
+            if session is None:
+                return None
+        transaction = session.begin(envelope, outgoing)
+        connection.sent += 1
+        self.complete(connection)
+        if session.is_open:
+            return transaction
+        # The connection ended with the message in flight (dropped, 421): these
+        # commands were never answered, no 354, no content. Nothing of this
+        # message was delivered; it goes again over a new connection.
+        session = self.open_session(connection)
+        if session is None:
+            return None
+        transaction = session.begin(envelope, outgoing)
+        connection.sent += 1
+        return transaction
+
+    def complete(self, connection: _Connection) -> None:
+        """Read the final reply of the message in flight, if any; settle it."""
+        from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
+
+        in_flight, connection.in_flight = connection.in_flight, None
+        if in_flight is None:
+            return
+        session = connection.session
+        assert session is not None  # noqa: S101 - a message in flight has its session
+        entry, states, relay = in_flight.entry, in_flight.states, in_flight.relay
+        with in_flight.lock:
+            failure: MailhopError | None = None
             try:
-                with read_message(file, ignore_dots=True) as message:
-                    capabilities = session.capabilities
-                    smtputf8 = not entry.sender.isascii() or any(
-                        not address.isascii() for address in relay
-                    )
-                    with prepare_transfer(
-                        message,
-                        ServerCapabilities(
-                            eight_bit_mime=capabilities.eightbitmime,
-                            smtputf8=capabilities.smtputf8,
-                        ),
-                        envelope_needs_smtputf8=smtputf8,
-                    ) as transfer:
-                        crash_point("queue.deliver.before-send")
-                        outcome = session.send_per_recipient(
-                            Envelope(
-                                sender=entry.sender,
-                                recipients=tuple(relay),
-                                smtputf8=transfer.smtputf8,
-                            ),
-                            Outgoing(
-                                chunks=transfer.chunks(),
-                                size=transfer.size,
-                                body_8bitmime=transfer.body_8bitmime,
-                            ),
-                        )
+                _record_outcome(states, session.finish(in_flight.transaction))
                 crash_point("queue.deliver.after-250")
-                final = outcome.acceptance.reply if outcome.acceptance else None
-                for address in outcome.accepted:
-                    states[address] = _attempted(
-                        states[address],
-                        RecipientStatus.DELIVERED,
-                        final.code if final else 250,
-                        reply_lines(final) if final else (),
-                    )
-                for address, reply in outcome.refused:
-                    states[address] = _attempted(
-                        states[address],
-                        _failed_if(reply.is_permanent),
-                        reply.code,
-                        reply_lines(reply),
-                    )
             except ServerReplyError as error:
-                # The whole transaction was refused: every relay recipient shares it.
                 failure = error
-                status = _failed_if(classify(error) is FailureKind.PERMANENT)
-                for address in relay:
-                    states[address] = _attempted(states[address], status, error.code, error.lines)
-                session_usable = session.is_open
+                _record_failure(states, relay, error, error.code, error.lines)
             except MailhopError as error:
-                # No reply at all (connection lost, timeout, TLS): code 0, our words.
+                # No reply: the content may or may not have arrived; no 250, so the
+                # message stays queued (it may be sent twice, never lost).
                 failure = error
-                status = _failed_if(classify(error) is FailureKind.PERMANENT)
-                session_usable = False
-                for address in relay:
-                    states[address] = _attempted(states[address], status, 0, (str(error),))
-        return session_usable, self.settle(entry, states, failure, file, account)
+                _record_failure(states, relay, error, 0, (str(error),))
+                session.abandon()
+            dequeued = self.settle(entry, states, failure, in_flight.file, connection.account)
+        if dequeued:
+            self.reap(entry.id)
+
+    def open_session(self, connection: _Connection) -> SmtpSession | None:
+        """The connection's open session, new after its message cap; None if it fails."""
+        from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
+
+        if connection.session is not None and (
+            connection.sent >= MAX_MESSAGES_PER_CONNECTION or not connection.session.is_open
+        ):
+            self.drop_session(connection)
+        if connection.session is None:
+            session = None
+            try:
+                session = SmtpSession(connection.account)
+                session.open()
+            except MailhopError as error:
+                if session is not None:
+                    session.close()
+                connection.broken = error  # the server is unreachable: defer the rest
+                return None
+            connection.session, connection.sent = session, 0
+        return connection.session
+
+    def drop_session(self, connection: _Connection) -> None:
+        """Settle the message in flight, then close the session (QUIT if it is open)."""
+        self.complete(connection)
+        session, connection.session = connection.session, None
+        if session is not None:
+            session.close()
 
     # --- recording outcomes -----------------------------------------------------------
 
@@ -676,6 +867,100 @@ class _Worker:
             )
         )
         self.tally.add(deferred=1)
+
+
+@contextlib.contextmanager
+def _wire_form(
+    claimed: Claimed, relay: tuple[str, ...], capabilities: Capabilities
+) -> Iterator[tuple[Envelope, Outgoing]]:
+    """The envelope and the content of a claimed entry as they go to this server."""
+    from mailhop.deliver.smtp import Envelope, Outgoing  # noqa: PLC0415
+
+    entry = claimed.entry
+    envelope_needs_smtputf8 = not entry.sender.isascii() or any(
+        not address.isascii() for address in relay
+    )
+    if entry.sent_as_stored and claimed.content is not None and not envelope_needs_smtputf8:
+        # Decided at enqueue (mailhop.message.stored): reading and fitting the
+        # message would hand back these very bytes, whatever the server offers.
+        yield (
+            Envelope(sender=entry.sender, recipients=relay),
+            Outgoing(chunks=(claimed.content,), size=len(claimed.content)),
+        )
+        return
+    from mailhop.message import ServerCapabilities, prepare_transfer, read_message  # noqa: PLC0415
+
+    with (
+        read_message(claimed.message, ignore_dots=True) as message,
+        prepare_transfer(
+            message,
+            ServerCapabilities(
+                eight_bit_mime=capabilities.eightbitmime, smtputf8=capabilities.smtputf8
+            ),
+            envelope_needs_smtputf8=envelope_needs_smtputf8,
+        ) as transfer,
+    ):
+        yield (
+            Envelope(sender=entry.sender, recipients=relay, smtputf8=transfer.smtputf8),
+            Outgoing(
+                chunks=transfer.chunks(),
+                size=transfer.size,
+                body_8bitmime=transfer.body_8bitmime,
+            ),
+        )
+
+
+class _InFlight(NamedTuple):
+    """A message whose end of data is sent and whose final reply is not read yet."""
+
+    entry: Entry
+    states: dict[str, RecipientState]
+    relay: tuple[str, ...]
+    file: IO[bytes]  # its checked message (for a bounce's header block)
+    lock: contextlib.ExitStack  # holds its claim until it is settled
+    transaction: Transaction
+
+
+class _Connection:
+    """A worker's connection to one account's server, and the message in flight on it."""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self.session: SmtpSession | None = None
+        self.sent = 0  # messages begun on this session
+        self.broken: MailhopError | None = None  # the server is unreachable: defer the rest
+        self.in_flight: _InFlight | None = None
+
+
+def _record_outcome(states: dict[str, RecipientState], outcome: PerRecipientOutcome) -> None:
+    """Per recipient: accepted -> DELIVERED, refused -> FAILED (5xx) or PENDING (4xx)."""
+    from mailhop.deliver.smtp import reply_lines  # noqa: PLC0415
+
+    final = outcome.acceptance.reply if outcome.acceptance else None
+    for address in outcome.accepted:
+        states[address] = _attempted(
+            states[address],
+            RecipientStatus.DELIVERED,
+            final.code if final else 250,
+            reply_lines(final) if final else (),
+        )
+    for address, reply in outcome.refused:
+        states[address] = _attempted(
+            states[address], _failed_if(reply.is_permanent), reply.code, reply_lines(reply)
+        )
+
+
+def _record_failure(
+    states: dict[str, RecipientState],
+    relay: Sequence[str],
+    error: MailhopError,
+    code: int,
+    reply: Sequence[str],
+) -> None:
+    """A failure of the whole transaction: every relay recipient shares it."""
+    status = _failed_if(classify(error) is FailureKind.PERMANENT)
+    for address in relay:
+        states[address] = _attempted(states[address], status, code, reply)
 
 
 def _attempted(

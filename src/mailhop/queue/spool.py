@@ -17,11 +17,15 @@ message is caught before anything is sent (Postfix's END record plays this role)
 
 Dequeue renames ``ID.json`` to ``ID.done`` under the entry's lock: that rename is
 the commit point (``ids()`` lists records only, so nobody sends the entry again).
-Freeing the two files comes after, off the runner's critical path (``Reaper``):
-freeing an inode costs ext4 a wait of 100-200 microseconds (journal, ``discard``),
-more than the rest of a delivery, while the rename frees nothing. A crash leaves
-``ID.done`` (and perhaps ``ID.msg``); the next run's ``remove_orphans`` removes
-both at once.
+Freeing the two files (``reap``) comes after, off the delivery's critical path (the
+runner's parent process does it while its workers deliver): freeing an inode costs
+ext4 a wait of 100-200 microseconds (journal, ``discard``), while the rename frees
+nothing. A crash leaves ``ID.done`` (and perhaps ``ID.msg``); the next run's
+``remove_orphans`` removes both at once.
+
+A record may say ``sent_as_stored`` (decided once, at enqueue, by
+``mailhop.message.stored``): the runner then sends the stored bytes as they are,
+without reading and fitting the message first.
 
 Locks: ``fcntl.flock`` on ``ID.msg``, which is never replaced (a rename of the record
 would drop a lock held on it, as Exim's spec warns). The kernel releases the lock
@@ -41,7 +45,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from mailhop.errors import UsageError
 from mailhop.faults import crash_point
@@ -52,10 +56,6 @@ from mailhop.store.durable import (
     write_atomically,
 )
 from mailhop.store.errors import StoreError
-
-if TYPE_CHECKING:  # the runner's threads; an enqueue (the sendmail path) needs none
-    import queue
-    import threading
 
 # The record layout this code reads and writes; any other version is quarantined,
 # never guessed at.
@@ -80,6 +80,10 @@ BUILTIN_SHA256_MAX_OCTETS = 512 * 1024
 # Where CPython keeps that SHA-256: _sha2 since 3.12, _sha256 before. A build
 # without it (some distributions keep only OpenSSL's) uses hashlib for every size.
 _BUILTIN_SHA256_MODULES = ("_sha2", "_sha256")
+# A runner holds a message up to this size in memory while it delivers it (two per
+# worker: the one in flight and the next): read, hashed and sent from one buffer.
+# A larger one is streamed from its file, as a message of any size may be.
+MAX_HELD_MESSAGE_OCTETS = 1024 * 1024
 # The buffer of the files a runner reads (records and messages), given explicitly:
 # with the default, open() first asks the kernel whether the file is a terminal (an
 # ioctl that fails, three per delivered message). The size is Python's default.
@@ -92,11 +96,6 @@ MESSAGE_SUFFIX = ".msg"
 RECORD_SUFFIX = ".json"
 DONE_SUFFIX = ".done"
 REASON_SUFFIX = ".reason"
-# Threads (per runner process) that free dequeued entries' files. Each free mostly
-# waits on the disk (about 40 us of CPU in 150-200 us) and parallel frees overlap,
-# so two keep pace with a process delivering a message every few hundred us; more
-# only add GIL handovers (futex calls) to the delivery threads.
-REAPER_THREADS = 2
 # Entry ids are made here (hex time + random); anything else given on a command line
 # is refused before it can name a path outside the spool.
 _ID_PATTERN = re.compile(r"\A[0-9a-f]{16}\.[0-9a-f]{8}\Z")
@@ -148,6 +147,10 @@ class Entry(NamedTuple):
     held: bool = False
     delay_warned: bool = False
     message_id: str | None = None
+    # Decided once, at enqueue (mailhop.message.stored): the stored bytes are what
+    # reading and fitting the message would send to any server, so the runner sends
+    # them as they are. Records written before this field read as False.
+    sent_as_stored: bool = False
 
     @property
     def pending(self) -> tuple[RecipientState, ...]:
@@ -358,13 +361,16 @@ class Spool:
         for optional in (account, config_file, message_id):
             if optional is not None:
                 check_envelope_value(optional, "value")
+        from mailhop.message.stored import SentAsStored  # noqa: PLC0415 - enqueue only
+
         self.ensure()
         entry_id = new_id()
         queued_at = time.time() if now is None else now
         digest = _Digest(chunks)
+        wire_check = SentAsStored(digest)
         message_path = self.path(entry_id, MESSAGE_SUFFIX)
         crash_point("queue.enqueue.start")
-        write_atomically(message_path, digest)
+        write_atomically(message_path, wire_check)
         crash_point("queue.enqueue.after-message")
         entry = Entry(
             id=entry_id,
@@ -380,6 +386,7 @@ class Spool:
             message_sha256=digest.hexdigest(),
             message_size=digest.size,
             message_id=message_id,
+            sent_as_stored=wire_check.holds,
         )
         try:
             write_atomically(self.path(entry_id, RECORD_SUFFIX), [entry.to_json()])
@@ -426,18 +433,24 @@ class Spool:
         return Scanned(entry=_parse_record(entry_id, record), record=record)
 
     def _read_record(self, entry_id: str) -> bytes:
+        # Plain descriptor calls (open, fstat, read, close): a runner reads two
+        # records per delivery, and a file object adds its own fstat, an lseek
+        # and a buffer to each.
         try:
-            with open(
-                self.path(entry_id, RECORD_SUFFIX), "rb", buffering=FILE_BUFFER_OCTETS
-            ) as file:
-                # Sized from fstat (records are never written in place): a read of
-                # MAX_RECORD_BYTES would allocate, and map, a megabyte every time.
-                size = min(os.fstat(file.fileno()).st_size, MAX_RECORD_BYTES)
-                raw = file.read(size + 1)
+            descriptor = os.open(self.path(entry_id, RECORD_SUFFIX), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise EntryNotFoundError(f"no queue entry {entry_id}") from None
         except OSError as error:
             raise StoreError.from_os_error(f"cannot read entry {entry_id}", error) from error
+        try:
+            # Sized from fstat (records are never written in place): a read of
+            # MAX_RECORD_BYTES would allocate, and map, a megabyte every time.
+            size = min(os.fstat(descriptor).st_size, MAX_RECORD_BYTES)
+            raw = _read_at_most(descriptor, size + 1, enough=size)
+        except OSError as error:
+            raise StoreError.from_os_error(f"cannot read entry {entry_id}", error) from error
+        finally:
+            os.close(descriptor)
         if len(raw) > MAX_RECORD_BYTES:
             raise CorruptEntryError(f"the record is larger than {MAX_RECORD_BYTES} bytes")
         return raw
@@ -476,7 +489,7 @@ class Spool:
         """Dequeue's commit point: ``ID.json`` becomes ``ID.done`` (lock held).
 
         From here the entry is never listed or sent again. Its files are freed
-        later by ``reap`` (a ``Reaper`` thread, or the next ``remove_orphans``).
+        later by ``reap`` (by the runner, or the next ``remove_orphans``).
         The rename is durable once the directory is fsync'ed (``sync_entries``): a
         runner does that once per run, so a power loss inside the run may undo it
         and resend a delivered message, inside the documented duplicate window.
@@ -598,7 +611,9 @@ class Spool:
         that holds the lock (one open per delivery). The record is read again
         under the lock, as another runner may have changed it since the scan;
         when its bytes are those of the scan, the scan's parse is reused (records
-        are never edited in place, so equal bytes are the same state).
+        are never edited in place, so equal bytes are the same state). A message
+        of at most ``MAX_HELD_MESSAGE_OCTETS`` is read whole: its bytes come as
+        ``content`` too, and ``message`` reads them from memory.
 
         Raises:
             EntryBusyError: another process holds the lock.
@@ -607,13 +622,19 @@ class Spool:
         """
         entry_id = scanned.entry.id
         descriptor = self._open_locked(entry_id, 0.0)
-        # Closing the file drops the lock.
-        with open(descriptor, "rb", buffering=FILE_BUFFER_OCTETS, closefd=True) as message:
+        try:  # closing the descriptor drops the lock
             record = self._read_record(entry_id)
             unchanged = record == scanned.record
             entry = scanned.entry if unchanged else _parse_record(entry_id, record)
-            _verify_message(entry, message)
-            yield Claimed(entry=entry, message=message)
+            content = _read_verified(entry, descriptor)
+            if content is not None:
+                with io.BytesIO(content) as held:
+                    yield Claimed(entry=entry, message=held, content=content)
+            else:
+                with open(descriptor, "rb", buffering=FILE_BUFFER_OCTETS, closefd=False) as message:
+                    yield Claimed(entry=entry, message=message)
+        finally:
+            os.close(descriptor)
 
     def _open_locked(self, entry_id: str, wait: float) -> int:
         """Open the entry's message and take its ``flock``; return the descriptor."""
@@ -659,49 +680,7 @@ class Claimed(NamedTuple):
 
     entry: Entry
     message: BinaryIO
-
-
-class Reaper:
-    """Frees dequeued entries' files on a few threads, off the delivery path.
-
-    ``submit`` after the entry's lock is released (see ``Spool.reap``); ``close``
-    waits for every file and then makes the directory durable with one fsync.
-    Threads start with the first submission, so a run that dequeues nothing
-    starts none.
-    """
-
-    def __init__(self, spool: Spool, threads: int = REAPER_THREADS) -> None:
-        import queue  # noqa: PLC0415 - see TYPE_CHECKING above
-
-        self._spool = spool
-        self._size = threads
-        self._work: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def submit(self, entry_id: str) -> None:
-        import threading  # noqa: PLC0415 - see TYPE_CHECKING above
-
-        if not self._threads:
-            self._threads = [
-                threading.Thread(target=self._reap, name="mailhop-reaper", daemon=True)
-                for _ in range(self._size)
-            ]
-            for thread in self._threads:
-                thread.start()
-        self._work.put(entry_id)
-
-    def _reap(self) -> None:
-        while (entry_id := self._work.get()) is not None:
-            with contextlib.suppress(OSError):  # what is left, the next run removes
-                self._spool.reap(entry_id)
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._work.put(None)
-        for thread in self._threads:
-            thread.join()
-        self._threads = []
-        self._spool.sync_entries()
+    content: bytes | None = None  # the whole message, when it was held in memory
 
 
 def _parse_record(entry_id: str, record: bytes) -> Entry:
@@ -709,6 +688,52 @@ def _parse_record(entry_id: str, record: bytes) -> Entry:
     if entry.id != entry_id:
         raise CorruptEntryError(f"the record of {entry_id} names entry {entry.id}")
     return entry
+
+
+def _read_at_most(descriptor: int, limit: int, *, enough: int | None = None) -> bytes:
+    """Read until ``limit`` octets or the end of the file (a read may come short).
+
+    ``enough``: the size fstat gave a file that is never written in place; a first
+    read that brings that much needs no second one to see the end.
+    """
+    data = os.read(descriptor, limit)
+    if not data or len(data) == limit or len(data) == enough:
+        return data
+    parts, size = [data], len(data)
+    while size < limit and (more := os.read(descriptor, limit - size)):
+        parts.append(more)
+        size += len(more)
+    return b"".join(parts)
+
+
+def _read_verified(entry: Entry, descriptor: int) -> bytes | None:
+    """Check the message at ``descriptor`` against the record's size and SHA-256.
+
+    Returns its bytes when it is at most ``MAX_HELD_MESSAGE_OCTETS``; else None,
+    with the descriptor back at the start.
+
+    Raises:
+        CorruptEntryError: the message is truncated or altered.
+    """
+    if entry.message_size <= MAX_HELD_MESSAGE_OCTETS:
+        # One octet more than recorded, to see a longer file.
+        content = _read_at_most(descriptor, entry.message_size + 1)
+        size, digest = len(content), _openssl_sha256()  # the runner loads OpenSSL anyway
+        digest.update(content)
+    else:
+        content, size, digest = None, 0, _openssl_sha256()
+        while chunk := os.read(
+            descriptor, min(READ_CHUNK_SIZE, max(entry.message_size - size, 0) + 1)
+        ):
+            digest.update(chunk)
+            size += len(chunk)
+        os.lseek(descriptor, 0, os.SEEK_SET)
+    if size != entry.message_size or digest.hexdigest() != entry.message_sha256:
+        raise CorruptEntryError(
+            f"the message is {size} bytes and does not match its checksum "
+            f"({entry.message_size} bytes recorded)"
+        )
+    return content
 
 
 def _verify_message(entry: Entry, file: BinaryIO) -> None:

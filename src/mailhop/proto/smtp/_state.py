@@ -152,10 +152,12 @@ CLIENT_TRANSITIONS: dict[ClientState, dict[ClientInput, ClientState]] = {
 
 # RFC 2920 §3.1: with PIPELINING, RSET, MAIL and RCPT may be followed by more
 # commands before their replies arrive; every other command (EHLO, DATA, NOOP,
-# QUIT, and STARTTLS/AUTH, whose replies change the session) ends a group, and the
-# end of data is answered before anything else is sent. Without PIPELINING each
-# command waits for the reply to the one before.
-_GROUP_CONTINUES = frozenset({_I.SEND_RSET, _I.SEND_MAIL, _I.SEND_RCPT})
+# QUIT, and STARTTLS/AUTH, whose replies change the session) ends a group. "The
+# actual transfer of message content is explicitly allowed to be the first
+# 'command' in a group": the end of data may be followed at once by the next
+# transaction's RSET/MAIL/RCPT/DATA (its reply comes first, replies are in order).
+# Without PIPELINING each command waits for the reply to the one before.
+_GROUP_CONTINUES = frozenset({_I.SEND_RSET, _I.SEND_MAIL, _I.SEND_RCPT, _I.SEND_END_OF_DATA})
 
 
 def may_pipeline(outstanding: list[ClientInput], *, pipelining: bool) -> bool:

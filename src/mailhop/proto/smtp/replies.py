@@ -43,6 +43,9 @@ _ENHANCED_STATUS = re.compile(rb"([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
 _REPLY_LINE = re.compile(rb"([2-5][0-5][0-9])([- ]?)(.*)", re.DOTALL)
 # textstring = 1*(%d09 / %d32-126), widened to 8-bit for SMTPUTF8 (RFC 6531 §3.7.4.2).
 _FORBIDDEN_IN_TEXT = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# The common case in one match: a whole one-line reply (code, space, textstring,
+# CRLF), with every rule above checked at once. Anything else takes the long way.
+_ONE_LINE_REPLY = re.compile(rb"([2-5][0-5][0-9]) ([\t\x20-\x7e\x80-\xff]*)\r\n")
 
 
 class ReplyParser:
@@ -64,6 +67,12 @@ class ReplyParser:
         ``command`` is what the reply answers, set on the :class:`Reply` built from
         its last line (the client passes the oldest outstanding command).
         """
+        if self._code is None and (one_line := _ONE_LINE_REPLY.fullmatch(line)) is not None:
+            return _build(int(one_line[1]), [one_line[2]], command)
+        return self.feed_line_checked(line, command=command)
+
+    def feed_line_checked(self, line: bytes, *, command: Command | None = None) -> Reply | None:
+        """``feed_line`` without its shortcut for one-line replies: rule by rule."""
         if not line.endswith(b"\r\n"):
             raise RemoteProtocolError("reply line does not end in CRLF")
         body = line[:-2]

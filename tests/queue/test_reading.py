@@ -1,0 +1,105 @@
+"""Reading queued messages: held in memory or streamed, sent as stored or fitted first.
+
+Against our own listener (the server core), in process: what arrives must be the
+stored message byte for byte (line ends and dot-stuffing undone by the server)
+whichever way the runner read it, including records older than the
+``sent_as_stored`` field and messages too large to hold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mailhop.queue import Route, Spool
+from mailhop.queue import spool as spool_module
+from mailhop.queue.runner import run
+from tests.queue.queue_support import listening, write_config
+
+MESSAGE = (
+    b"From: sender@example.test\r\nTo: r@example.test\r\nSubject: stored\r\n"
+    b"X-Folded: first\r\n  second\r\n\r\n"
+    b".a line that starts with a dot\r\n..two dots\r\n.\r\nthe end\r\n"
+)
+
+
+def enqueue(tmp_path: Path, port: int, message: bytes) -> Spool:
+    config = write_config(tmp_path, port, queue="always")
+    spool = Spool(str(tmp_path / "queue"))
+    spool.enqueue(
+        [message],
+        sender="sender@example.test",
+        recipients=[("r@example.test", Route.RELAY)],
+        account="default",
+        config_file=str(config),
+    )
+    return spool
+
+
+def test_an_ordinary_message_is_sent_as_stored_byte_for_byte(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        spool = enqueue(tmp_path, listener.port, MESSAGE)
+        (entry_id,) = spool.ids()
+        assert spool.load(entry_id).sent_as_stored
+        assert run(spool, connections=1).delivered == 1
+    (received,) = collector.messages
+    assert received.content == MESSAGE
+
+
+def test_a_record_older_than_the_field_is_still_delivered(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        spool = enqueue(tmp_path, listener.port, MESSAGE)
+        (entry_id,) = spool.ids()
+        record = Path(spool.path(entry_id, spool_module.RECORD_SUFFIX))
+        data = json.loads(record.read_bytes())
+        del data["sent_as_stored"]  # as written before the field existed
+        record.write_text(json.dumps(data))
+        assert not spool.load(entry_id).sent_as_stored
+        assert run(spool, connections=1).delivered == 1
+    (received,) = collector.messages
+    assert received.content == MESSAGE  # read and fitted: the same bytes
+
+
+def test_a_message_with_bare_line_feeds_is_fitted_not_sent_as_stored(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        spool = enqueue(tmp_path, listener.port, MESSAGE.replace(b"\r\n", b"\n"))
+        (entry_id,) = spool.ids()
+        assert not spool.load(entry_id).sent_as_stored
+        assert run(spool, connections=1).delivered == 1
+    (received,) = collector.messages
+    assert received.content == MESSAGE  # every line end became CRLF on the wire
+
+
+def test_a_message_too_large_to_hold_is_streamed_from_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "MAX_HELD_MESSAGE_OCTETS", 64)
+    body = b"".join(b"line %d of a long message\r\n" % index for index in range(5000))
+    message = MESSAGE + body
+    with listening() as (listener, collector):
+        spool = enqueue(tmp_path, listener.port, message)
+        (entry_id,) = spool.ids()
+        scanned = spool.scan(entry_id)
+        with spool.claim(scanned) as claimed:
+            assert claimed.content is None and claimed.message.read() == message
+        assert run(spool, connections=1).delivered == 1
+    (received,) = collector.messages
+    assert received.content == message
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "streamed"])
+def test_an_altered_message_is_caught_either_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    if not held:
+        monkeypatch.setattr(spool_module, "MAX_HELD_MESSAGE_OCTETS", 16)
+    with listening() as (listener, collector):
+        spool = enqueue(tmp_path, listener.port, MESSAGE)
+        (entry_id,) = spool.ids()
+        path = Path(spool.path(entry_id, spool_module.MESSAGE_SUFFIX))
+        path.write_bytes(MESSAGE.replace(b"the end", b"THE END"))  # same size
+        report = run(spool, connections=1)
+    assert report.quarantined == (entry_id,)
+    assert collector.messages == []
