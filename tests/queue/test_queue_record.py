@@ -1,0 +1,98 @@
+"""The queue record on disk: mail queued by an earlier mailhop must still go out.
+
+Queue entries were dataclasses until they became NamedTuples (to spare every sendmail
+process the dataclass machinery). A NamedTuple serialises as a JSON list and its
+``_asdict`` is not recursive, so a careless ``to_json`` would write a record no runner
+can read, or read a record it wrote itself but not one an earlier version left behind.
+The record below is byte for byte what the dataclass version wrote; a spool upgraded
+in place holds such records, and invariant 2 (DESIGN.md §4) says they are not lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from mailhop.queue import RecipientStatus, Route, Spool
+from tests.queue.queue_support import listening, queue_run, write_config
+
+# An id of the form new_id() makes: hex nanoseconds, a dot, 32 random bits.
+LEGACY_ID = "18ec14f4c972548c.9fcc5adf"
+LEGACY_MESSAGE = (
+    b"From: sender@example.test\r\nTo: rcpt@example.test, done@example.test\r\n"
+    b"Subject: queued before the upgrade\r\nMessage-ID: <legacy@example.test>\r\n"
+    b"\r\nstill here\r\n"
+)
+
+
+def legacy_record(*, config_file: str, queued_at: float) -> bytes:
+    """A record as the dataclass version wrote it: one attempt, one recipient done."""
+    # The layout is spelled out, not produced by json.dumps of today's Entry: it is
+    # what older mailhop versions left on disk, and it must not follow the code.
+    return (
+        '{"account": "default", "attempts": 1, '
+        f'"config_file": {json.dumps(config_file)}, '
+        '"delay_warned": false, "held": false, '
+        f'"id": "{LEGACY_ID}", "last_error": "451 4.3.0 try later", '
+        '"message_id": "<legacy@example.test>", '
+        f'"message_sha256": "{hashlib.sha256(LEGACY_MESSAGE).hexdigest()}", '
+        f'"message_size": {len(LEGACY_MESSAGE)}, '
+        f'"next_attempt": {queued_at + 60.0!r}, "queued_at": {queued_at!r}, '
+        '"recipients": ['
+        '{"address": "rcpt@example.test", "attempts": 1, "last_code": 451, '
+        '"last_reply": ["4.3.0 try later"], "route": "relay", "status": "pending"}, '
+        '{"address": "done@example.test", "attempts": 1, "last_code": 250, '
+        '"last_reply": ["2.0.0 ok"], "route": "relay", "status": "delivered"}], '
+        '"sender": "sender@example.test", "settings": [["timeout", "10"]], "version": 1}'
+    ).encode()
+
+
+def place_legacy_entry(queue_dir: Path, record: bytes) -> Spool:
+    """Put the message and its record where the earlier version committed them."""
+    spool = Spool(str(queue_dir)).ensure()
+    for suffix, data in ((".msg", LEGACY_MESSAGE), (".json", record)):
+        descriptor = os.open(spool.path(LEGACY_ID, suffix), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.write(descriptor, data)
+        finally:
+            os.close(descriptor)
+    return spool
+
+
+def test_a_record_of_the_dataclass_version_loads_and_is_written_back_unchanged(
+    tmp_path: Path,
+) -> None:
+    record = legacy_record(config_file="/home/u/.msmtprc", queued_at=time.time() - 120.0)
+    spool = place_legacy_entry(tmp_path / "queue", record)
+    entry = spool.load(LEGACY_ID)
+    assert entry.id == LEGACY_ID
+    assert entry.config_file == "/home/u/.msmtprc"
+    assert entry.settings == (("timeout", "10"),)
+    assert [(r.address, r.route, r.status, r.last_code) for r in entry.recipients] == [
+        ("rcpt@example.test", Route.RELAY, RecipientStatus.PENDING, 451),
+        ("done@example.test", Route.RELAY, RecipientStatus.DELIVERED, 250),
+    ]
+    assert entry.recipients[0].last_reply == ("4.3.0 try later",)
+    assert (entry.attempts, entry.held, entry.message_size) == (1, False, len(LEGACY_MESSAGE))
+    # Written back (every update does), the record keeps its format: an object of
+    # named fields, each recipient an object too, nothing added, nothing reordered.
+    assert entry.to_json() == record
+    with spool.open_message(entry) as file:  # its checksum still matches
+        assert file.read() == LEGACY_MESSAGE
+
+
+def test_a_record_of_the_dataclass_version_is_delivered_by_the_runner(tmp_path: Path) -> None:
+    with listening() as (listener, collector):
+        config = write_config(tmp_path, listener.port, queue="always")
+        record = legacy_record(config_file=str(config), queued_at=time.time() - 120.0)
+        spool = place_legacy_entry(tmp_path / "queue", record)
+        ran = queue_run(config)
+        assert ran.returncode == 0, ran.stderr
+    # Only the recipient still pending gets it: the other was delivered before.
+    assert [sorted(m.recipients) for m in collector.messages] == [["rcpt@example.test"]]
+    assert collector.messages[0].content.endswith(b"\r\n\r\nstill here\r\n")
+    assert spool.ids() == []
+    assert spool.quarantined() == []
