@@ -55,6 +55,19 @@ def test_account_blocks_and_secret_detection() -> None:
     assert not parse(b"set mta=smtps://u@h\n", "rc").contains_secrets
 
 
+def test_passwords_never_show_in_a_repr() -> None:
+    """Settings end up in tracebacks; a password must not (DESIGN.md §4.7)."""
+    text = (
+        b"set smtp-auth-password=hunter2-top mta=smtps://u:url-secret@h\n"
+        b"account work {\n set password=block-secret\n}\n"
+    )
+    parsed = parse(text, "rc")
+    shown = repr(parsed) + repr(settings(smtp_auth_password="hunter2-top"))
+    for secret in ("hunter2-top", "url-secret", "block-secret"):
+        assert secret not in shown
+    assert "contains_secrets=True" in shown  # the rest stays visible
+
+
 def test_unterminated_block_and_quote_name_the_line() -> None:
     with pytest.raises(ConfigSyntaxError, match="line 1"):
         parse(b"account a {\nset x\n", "rc")

@@ -82,8 +82,10 @@ class ParsedMailrc:
 
     path: str
     # (name, value) in file order; value None means ``unset name`` / ``set noname``.
-    operations: tuple[tuple[str, str | None], ...]
-    accounts: Mapping[str, tuple[tuple[str, str | None], ...]]
+    # Values may be secrets (smtp-auth-password, a URL with user:password@): never
+    # in a repr, so never in a traceback or a log (DESIGN.md §4.7).
+    operations: tuple[tuple[str, str | None], ...] = dataclasses.field(repr=False)
+    accounts: Mapping[str, tuple[tuple[str, str | None], ...]] = dataclasses.field(repr=False)
     contains_secrets: bool
 
 
@@ -91,7 +93,8 @@ class ParsedMailrc:
 class MailSettings:
     """The variables in force after every rc file, ``-A`` and ``-S`` (``-S`` wins)."""
 
-    variables: Mapping[str, str]  # a boolean variable that is set has the value ""
+    # A boolean variable that is set has the value "". Values may be secrets: no repr.
+    variables: Mapping[str, str] = dataclasses.field(repr=False)
     files: tuple[str, ...]  # the files read, in order (for messages)
 
     def get(self, name: str) -> str | None:
