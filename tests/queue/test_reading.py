@@ -67,6 +67,9 @@ def test_a_message_with_bare_line_feeds_is_fitted_not_sent_as_stored(tmp_path: P
         spool = enqueue(tmp_path, listener.port, MESSAGE.replace(b"\r\n", b"\n"))
         (entry_id,) = spool.ids()
         assert not spool.load(entry_id).sent_as_stored
+        # Left out when false: an older mailhop can still read this record.
+        record = Path(spool.path(entry_id, ".json")).read_bytes()
+        assert b"sent_as_stored" not in record
         assert run(spool, connections=1).delivered == 1
     (received,) = collector.messages
     assert received.content == MESSAGE  # every line end became CRLF on the wire

@@ -164,6 +164,10 @@ class Entry(NamedTuple):
     def to_json(self) -> bytes:
         data: dict[str, Any] = self._asdict()
         data["version"] = RECORD_VERSION
+        # Written only when true: a record that does not need the field stays one a
+        # mailhop older than the field reads (it quarantines unknown fields).
+        if not self.sent_as_stored:
+            del data["sent_as_stored"]
         # _asdict is not recursive: each recipient becomes its own object here.
         data["recipients"] = [
             {**r._asdict(), "route": r.route.value, "status": r.status.value}
