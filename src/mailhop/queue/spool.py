@@ -314,6 +314,7 @@ class Spool:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self.entries = os.path.join(self.root, "entries")
+        self._entry_prefix = self.entries + os.sep  # see path()
         self.quarantine_directory = os.path.join(self.root, "quarantine")
 
     def ensure(self) -> Spool:
@@ -329,7 +330,9 @@ class Spool:
         return self
 
     def path(self, entry_id: str, suffix: str) -> str:
-        return os.path.join(self.entries, entry_id + suffix)
+        # A concatenation, not os.path.join (a runner makes five paths per message,
+        # the parent two more): the same path for every id, as ids have no "/".
+        return self._entry_prefix + entry_id + suffix
 
     # --- enqueue ---------------------------------------------------------------------
 
