@@ -655,7 +655,7 @@ class SmtpSession:
                 continue
             if isinstance(event, ConnectionClosed):
                 raise ConnectionDroppedError("the server closed the connection unexpectedly")
-            if isinstance(event, Reply) and self._transcript is not None:
+            if self._transcript is not None and isinstance(event, Reply):
                 for line in reply_lines(event):
                     self._transcript(f"<-- {line}")
             return event

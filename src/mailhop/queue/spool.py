@@ -117,6 +117,13 @@ class RecipientStatus(enum.Enum):
     FAILED = "failed"  # refused permanently or expired: bounced (or not, for <>)
 
 
+# A record's values to their members by dictionary: the runner parses a record per
+# message, and calling an Enum by value goes through its metaclass each time. An
+# unknown value raises KeyError, which ``Entry.from_json`` reports as corruption.
+_ROUTE_BY_VALUE = {route.value: route for route in Route}
+_STATUS_BY_VALUE = {status.value: status for status in RecipientStatus}
+
+
 class RecipientState(NamedTuple):
     """One recipient of an entry and what happened to it so far."""
 
@@ -188,8 +195,8 @@ class Entry(NamedTuple):
             recipients = tuple(
                 RecipientState(
                     address=_checked(str(item["address"]), "recipient"),
-                    route=Route(item["route"]),
-                    status=RecipientStatus(item["status"]),
+                    route=_ROUTE_BY_VALUE[item["route"]],
+                    status=_STATUS_BY_VALUE[item["status"]],
                     attempts=int(item["attempts"]),
                     last_code=int(item["last_code"]),
                     last_reply=tuple(str(line) for line in item["last_reply"]),
@@ -311,6 +318,7 @@ class Spool:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self.entries = os.path.join(self.root, "entries")
+        self._entry_prefix = self.entries + os.sep  # see path()
         self.quarantine_directory = os.path.join(self.root, "quarantine")
 
     def ensure(self) -> Spool:
@@ -326,7 +334,9 @@ class Spool:
         return self
 
     def path(self, entry_id: str, suffix: str) -> str:
-        return os.path.join(self.entries, entry_id + suffix)
+        # A concatenation, not os.path.join (a runner makes five paths per message,
+        # the parent two more): the same path for every id, as ids have no "/".
+        return self._entry_prefix + entry_id + suffix
 
     # --- enqueue ---------------------------------------------------------------------
 

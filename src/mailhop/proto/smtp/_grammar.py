@@ -78,6 +78,16 @@ def format_command(
 
     ``smtputf8``: the current transaction's MAIL had SMTPUTF8 (for RCPT addresses).
     """
+    # The commands of every message first: a queue run formats thousands of them.
+    if isinstance(command, MailFrom):
+        return _line(f"MAIL FROM:<{_checked_address(command.address, command.smtputf8, True)}>"
+                     + _mail_parameters(command))  # fmt: skip
+    if isinstance(command, RcptTo):
+        return _line(f"RCPT TO:<{_checked_address(command.address, smtputf8, False)}>"
+                     + _rcpt_parameters(command))  # fmt: skip
+    verb = _VERB_ONLY.get(type(command))
+    if verb is not None:
+        return _VERB_LINES[verb]
     if isinstance(command, Ehlo | Helo):
         verb = "EHLO" if isinstance(command, Ehlo) else "HELO"
         _check_domain(command.domain)
@@ -89,14 +99,14 @@ def format_command(
         # RFC 4954 §4: an empty initial response is sent as "=".
         encoded = base64.b64encode(initial_response).decode("ascii") or "="
         return _line(f"AUTH {name} {encoded}")
-    if isinstance(command, MailFrom):
-        return _line(f"MAIL FROM:<{_checked_address(command.address, command.smtputf8, True)}>"
-                     + _mail_parameters(command))  # fmt: skip
-    if isinstance(command, RcptTo):
-        return _line(f"RCPT TO:<{_checked_address(command.address, smtputf8, False)}>"
-                     + _rcpt_parameters(command))  # fmt: skip
-    simple = {StartTLS: "STARTTLS", Data: "DATA", Rset: "RSET", Noop: "NOOP", Quit: "QUIT"}
-    return _line(simple[type(command)])
+    raise LocalProtocolError(f"not an SMTP command: {type(command).__name__}")
+
+
+# Commands without arguments, and their lines (made once: DATA goes with every message).
+_VERB_ONLY: dict[type, str] = {
+    StartTLS: "STARTTLS", Data: "DATA", Rset: "RSET", Noop: "NOOP", Quit: "QUIT",
+}  # fmt: skip
+_VERB_LINES = {verb: verb.encode("ascii") + b"\r\n" for verb in _VERB_ONLY.values()}
 
 
 def format_auth_response(response: bytes | None) -> bytes:

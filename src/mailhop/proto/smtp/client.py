@@ -90,6 +90,15 @@ _SEND_INPUT: dict[type[Command], ClientInput] = {
     Quit: ClientInput.SEND_QUIT,
 }
 
+# A tuple, made once: ``DataChunk | EndOfData`` in an isinstance call builds a union
+# object at every call, and the client checks each command it sends.
+_CONTENT_COMMANDS = (DataChunk, EndOfData)
+
+# Replies that change nothing in the core once the command is matched: the state
+# moved when the command was sent (RCPT, the end of data) or does not move at all.
+# The reply to every RCPT and end of data takes this way out first.
+_REPLY_CHANGES_NOTHING: frozenset[type[Command]] = frozenset({RcptTo, EndOfData, Rset, Noop})
+
 _SERVICE_CLOSING = 421  # RFC 5321 §3.8: may come at any time, then the server closes
 
 # RFC 5321 §4.5.3.2: the minimum time a client should wait for each reply, in
@@ -202,9 +211,14 @@ class ClientConnection(ByteStream):
         kind = _SEND_INPUT.get(type(command))
         if kind is None:
             raise LocalProtocolError(f"not an SMTP command: {type(command).__name__}")
-        if kind is not ClientInput.SEND_BODY and not may_pipeline(
-            [_SEND_INPUT[type(sent)] for sent in self._outstanding if sent is not None],
-            pipelining=self.capabilities.pipelining,
+        # Nothing outstanding: any command may go (may_pipeline of nothing is True).
+        if (
+            self._outstanding
+            and kind is not ClientInput.SEND_BODY
+            and not may_pipeline(
+                [_SEND_INPUT[type(sent)] for sent in self._outstanding if sent is not None],
+                pipelining=self.capabilities.pipelining,
+            )
         ):
             raise LocalProtocolError(
                 f"cannot send {type(command).__name__} before earlier replies arrive"
@@ -214,7 +228,7 @@ class ClientConnection(ByteStream):
             raise LocalProtocolError(
                 f"cannot send {type(command).__name__} in state {self._state.name}"
             )
-        if isinstance(command, DataChunk | EndOfData):
+        if isinstance(command, _CONTENT_COMMANDS):
             self._send_content(command)
         elif isinstance(command, Auth):
             self._send_auth(command)
@@ -226,7 +240,7 @@ class ClientConnection(ByteStream):
             if isinstance(command, MailFrom):
                 self._current_mail = command
         self._transition(kind)
-        if not isinstance(command, DataChunk):
+        if kind is not ClientInput.SEND_BODY:
             self._outstanding.append(command)
 
     def _transaction_smtputf8(self, command: Command) -> bool:
@@ -346,6 +360,8 @@ class ClientConnection(ByteStream):
         if reply.code < 400 and reply.code not in POSITIVE_REPLIES[kind]:
             name = "the greeting" if command is None else type(command).__name__
             raise RemoteProtocolError(f"unexpected reply {reply.code} to {name}")
+        if kind in _REPLY_CHANGES_NOTHING:
+            return reply
         ok = reply.code < 400
         if command is None:
             self._transition(ClientInput.GREETING_OK if ok else ClientInput.GREETING_REFUSED)

@@ -68,7 +68,7 @@ class ReplyParser:
         its last line (the client passes the oldest outstanding command).
         """
         if self._code is None and (one_line := _ONE_LINE_REPLY.fullmatch(line)) is not None:
-            return _build(int(one_line[1]), [one_line[2]], command)
+            return _build_one_line(int(one_line[1]), one_line[2], command)
         return self.feed_line_checked(line, command=command)
 
     def feed_line_checked(self, line: bytes, *, command: Command | None = None) -> Reply | None:
@@ -115,6 +115,22 @@ def _build(code: int, texts: list[bytes], command: Command | None) -> Reply:
         code=code,
         lines=tuple(lines),
         enhanced_status=None if status is None else status.decode("ascii"),
+        command=command,
+    )
+
+
+def _build_one_line(code: int, text: bytes, command: Command | None) -> Reply:
+    """``_build`` for a reply of one line (nearly every reply but EHLO's), without
+    the list and the loop: a queue run parses four replies per message."""
+    match = _ENHANCED_STATUS.match(text)
+    if match is None or int(match[1]) != code // 100:
+        return Reply(code=code, lines=(text.decode("utf-8", "surrogateescape"),), command=command)
+    status = match[0].rstrip(b" ")
+    # The match ends at a space or at the end of the text: the status is split off.
+    return Reply(
+        code=code,
+        lines=(text[len(status) + 1 :].decode("utf-8", "surrogateescape"),),
+        enhanced_status=status.decode("ascii"),
         command=command,
     )
 
