@@ -534,18 +534,7 @@ class SmtpSession:
         if data_reply.code != _DATA_GO_AHEAD:
             self._reset()
             raise _refusal("the server refused DATA", data_reply)
-        parts: list[bytes] = []
-        buffered = 0
-        for chunk in transaction.message.chunks:
-            parts.append(chunk)
-            buffered += len(chunk)
-            if buffered >= CONTENT_WRITE_OCTETS:
-                self._core.send(DataChunk(data=b"".join(parts)))
-                self._flush(self.timeouts.data_block)
-                parts, buffered = [], 0
-        if parts:
-            self._core.send(DataChunk(data=b"".join(parts)))
-        self._command(EndOfData(), flush=False)
+        self._write_content(transaction.message)
         transaction.content_sent = True
         transaction.mailsize = self._core.message_size
 
@@ -573,6 +562,19 @@ class SmtpSession:
         )
 
     def _send_content(self, message: Outgoing) -> Acceptance:
+        self._write_content(message)
+        self._flush(self.timeouts.data_block)
+        reply = self._read_reply(self.timeouts.data_termination)
+        if not reply.is_positive:
+            raise _refusal("the server did not accept the message", reply)
+        return Acceptance(reply=reply, mailsize=self._core.message_size)
+
+    def _write_content(self, message: Outgoing) -> None:
+        """Queue the message and its end of data, writing in CONTENT_WRITE_OCTETS blocks.
+
+        The end of data is queued, not flushed: the caller flushes it, alone or with
+        the next transaction's commands behind it (RFC 2920 §3.1).
+        """
         parts: list[bytes] = []
         buffered = 0
         for chunk in message.chunks:
@@ -585,11 +587,6 @@ class SmtpSession:
         if parts:
             self._core.send(DataChunk(data=b"".join(parts)))
         self._command(EndOfData(), flush=False)
-        self._flush(self.timeouts.data_block)
-        reply = self._read_reply(self.timeouts.data_termination)
-        if not reply.is_positive:
-            raise _refusal("the server did not accept the message", reply)
-        return Acceptance(reply=reply, mailsize=self._core.message_size)
 
     def close(self) -> None:
         """Say QUIT (best effort) and close the connection."""
