@@ -11,9 +11,10 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mailhop.deliver.listener import Listener, ReceivedMessage
 
@@ -155,3 +156,38 @@ def listening() -> Iterator[tuple[Listener, Collector]]:
 def queue_files(config: Path) -> list[str]:
     entries = config.parent / "queue" / "entries"
     return sorted(p.name for p in entries.iterdir()) if entries.exists() else []
+
+
+class CountingHandler:
+    """An aiosmtpd handler: answers each end of data with the next of ``data_replies``
+    (the last one repeats), advertises PIPELINING when told to, and counts sessions
+    and the recipients of each accepted message."""
+
+    def __init__(
+        self, data_replies: Sequence[str] = ("250 2.0.0 accepted",), *, pipelining: bool = False
+    ) -> None:
+        self.data_replies = list(data_replies)
+        self.pipelining = pipelining
+        self.sessions = 0
+        self.accepted: list[tuple[str, ...]] = []
+        self.lock = threading.Lock()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.lock:
+            self.sessions += 1
+        session.host_name = hostname
+        if self.pipelining:
+            return [responses[0], "250-PIPELINING", *responses[1:]]
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            # The last reply answers every message after it.
+            answer = (
+                self.data_replies.pop(0) if len(self.data_replies) > 1 else self.data_replies[0]
+            )
+            if answer.startswith("250"):
+                self.accepted.append(tuple(envelope.rcpt_tos))
+        return answer

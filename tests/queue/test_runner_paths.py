@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,40 +17,16 @@ from aiosmtpd.controller import Controller
 from mailhop.queue import RecipientStatus, Route, Spool
 from mailhop.queue import runner as runner_module
 from mailhop.queue.runner import run
-from tests.queue.queue_support import closed_port, make_message, write_config
+from tests.queue.queue_support import CountingHandler, closed_port, make_message, write_config
 
 SENDER = "sender@example.test"
-
-
-class Handler:
-    """Answers DATA with ``data_reply``; counts sessions and accepted messages."""
-
-    def __init__(self, data_reply: str = "250 2.0.0 accepted") -> None:
-        self.data_reply = data_reply
-        self.sessions = 0
-        self.accepted: list[tuple[str, ...]] = []
-        self.lock = threading.Lock()
-
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        with self.lock:
-            self.sessions += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.data_reply.startswith("250"):
-            with self.lock:
-                self.accepted.append(tuple(envelope.rcpt_tos))
-        return self.data_reply
 
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
     controllers: list[Controller] = []
 
-    def start(handler: Handler) -> int:
+    def start(handler: CountingHandler) -> int:
         port = closed_port()
         controller = Controller(handler, hostname="127.0.0.1", port=port)
         controller.start()
@@ -80,7 +55,7 @@ def queue_messages(tmp_path: Path, port: int, count: int, *lines: str) -> Spool:
 def test_a_permanent_refusal_of_the_whole_message_bounces_every_recipient(
     serve: Any, tmp_path: Path
 ) -> None:
-    handler = Handler("554 5.6.0 message content rejected")
+    handler = CountingHandler(["554 5.6.0 message content rejected"])
     spool = queue_messages(tmp_path, serve(handler), 1)
     (original,) = spool.ids()
     report = run(spool, connections=1)
@@ -94,7 +69,7 @@ def test_a_permanent_refusal_of_the_whole_message_bounces_every_recipient(
 def test_a_temporary_refusal_of_the_whole_message_keeps_it_with_the_reply(
     serve: Any, tmp_path: Path
 ) -> None:
-    handler = Handler("451 4.3.0 queue full, try later")
+    handler = CountingHandler(["451 4.3.0 queue full, try later"])
     spool = queue_messages(tmp_path, serve(handler), 2)
     report = run(spool, connections=1)
     assert (report.delivered, report.deferred, report.bounced) == (0, 2, 0)
@@ -109,7 +84,7 @@ def test_sessions_are_recycled_after_their_message_cap(
     serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runner_module, "MAX_MESSAGES_PER_CONNECTION", 3)
-    handler = Handler()
+    handler = CountingHandler()
     spool = queue_messages(tmp_path, serve(handler), 7)
     report = run(spool, connections=1)
     assert report.delivered == 7
@@ -139,7 +114,7 @@ def test_a_broken_configuration_keeps_the_mail_and_says_so(tmp_path: Path) -> No
 
 
 def test_a_held_entry_is_left_alone_even_when_forced(serve: Any, tmp_path: Path) -> None:
-    handler = Handler()
+    handler = CountingHandler()
     spool = queue_messages(tmp_path, serve(handler), 2)
     held, _ = spool.ids()
     with spool.lock(held, wait=1):
@@ -150,7 +125,7 @@ def test_a_held_entry_is_left_alone_even_when_forced(serve: Any, tmp_path: Path)
     assert len(handler.accepted) == 1
 
 
-class Dropper(Handler):
+class Dropper(CountingHandler):
     """Hangs up instead of answering the first message's end of data."""
 
     def __init__(self) -> None:
@@ -181,7 +156,7 @@ def test_a_connection_lost_mid_message_keeps_it_and_the_next_gets_a_new_session(
 
 
 def test_an_entry_locked_by_another_process_is_skipped_as_busy(serve: Any, tmp_path: Path) -> None:
-    handler = Handler()
+    handler = CountingHandler()
     spool = queue_messages(tmp_path, serve(handler), 2)
     locked, _ = spool.ids()
     with spool.lock(locked, wait=1):  # another descriptor: flock sees another owner
@@ -195,7 +170,7 @@ def test_a_worker_takes_chunk_after_chunk_over_one_connection_then_reports(
     serve: Any, tmp_path: Path
 ) -> None:
     # What each forked worker of ``mailhop queue run`` does, here in process.
-    handler = Handler()
+    handler = CountingHandler()
     count = runner_module.WORK_CHUNK_ENTRIES * 2 + 3  # three chunks
     spool = queue_messages(tmp_path, serve(handler), count)
     ids = spool.ids()

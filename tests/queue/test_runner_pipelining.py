@@ -10,7 +10,6 @@ reply, refusal and lost connection is charged to the message it belongs to.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from tests.deliver.scripted_server import (
     ehlo,
     reply,
 )
-from tests.queue.queue_support import closed_port, make_message, write_config
+from tests.queue.queue_support import CountingHandler, closed_port, make_message, write_config
 
 SENDER = "sender@example.test"
 # A client that waits for a reply the script only sends later stalls until this.
@@ -201,35 +200,10 @@ def test_a_connection_ended_after_the_first_end_of_data_keeps_that_message_only(
     assert again.script_finished and again.data_blocks[0].endswith(end_of(1))
 
 
-class PipeliningHandler:
-    """aiosmtpd, told to advertise PIPELINING; answers each message's end of data
-    with the next of ``data_replies`` and records what it accepted."""
-
-    def __init__(self, data_replies: Sequence[str]) -> None:
-        self.data_replies = list(data_replies)
-        self.sessions = 0
-        self.accepted: list[tuple[str, ...]] = []
-        self.lock = threading.Lock()
-
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        with self.lock:
-            self.sessions += 1
-        session.host_name = hostname
-        return [responses[0], "250-PIPELINING", *responses[1:]]
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
-            answer = self.data_replies.pop(0)
-            if answer.startswith("250"):
-                self.accepted.append(tuple(envelope.rcpt_tos))
-        return answer
-
-
 def test_pipelined_messages_against_aiosmtpd_keep_their_own_outcomes(tmp_path: Path) -> None:
-    handler = PipeliningHandler(
-        ["250 2.0.0 ok", "554 5.6.0 rejected", "250 2.0.0 ok", "451 4.3.0 later", "250 2.0.0 ok"]
+    handler = CountingHandler(
+        ["250 2.0.0 ok", "554 5.6.0 rejected", "250 2.0.0 ok", "451 4.3.0 later", "250 2.0.0 ok"],
+        pipelining=True,
     )
     port = closed_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
