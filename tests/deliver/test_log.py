@@ -71,6 +71,25 @@ def test_control_characters_cannot_forge_lines() -> None:
     assert line.endswith("exitcode=EX_DATAERR")
 
 
+def test_every_field_is_sanitized_not_only_the_reply() -> None:
+    # Envelope values are checked for CR/LF/NUL before delivery, but other control
+    # characters (an escape sequence, a tab, a vertical tab) could still reach a log.
+    record = DeliveryRecord(
+        host="h\x1b[2J",
+        tls=False,
+        auth=True,
+        user="u\tx",
+        envelope_from="a\x0b@b",
+        recipients=("c\x1b]0;t\x07@d", "e@f"),
+        exit_code=ExitCode.OK,
+    )
+    line = format_line(record, time_format=None)
+    assert line.isprintable()
+    assert line == (
+        "host=h?[2J tls=off auth=on user=u?x from=a?@b recipients=c?]0;t?@d,e@f exitcode=EX_OK"
+    )
+
+
 def test_time_prefix_follows_format() -> None:
     assert format_line(SUCCESS, time_format="[%Y]").startswith("[")
 

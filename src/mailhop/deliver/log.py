@@ -59,13 +59,16 @@ def format_line(record: DeliveryRecord, *, time_format: str | None = DEFAULT_TIM
     fields: list[str] = []
     if time_format and time_format != "none":
         fields.append(time.strftime(time_format))
-    fields.append(f"{'socket' if record.via_socket else 'host'}={record.host}")
+    # Every value is sanitized, not only the server's words: envelope addresses are
+    # checked for CR, LF and NUL before they get here, but a tab, an escape sequence
+    # or another control character would still garble a terminal or a log parser.
+    fields.append(f"{'socket' if record.via_socket else 'host'}={_sanitize(record.host)}")
     fields.append(f"tls={_on_off(record.tls)}")
     fields.append(f"auth={_on_off(record.auth)}")
     if record.user:
-        fields.append(f"user={record.user}")
-    fields.append(f"from={record.envelope_from}")
-    fields.append(f"recipients={','.join(record.recipients)}")
+        fields.append(f"user={_sanitize(record.user)}")
+    fields.append(f"from={_sanitize(record.envelope_from)}")
+    fields.append(f"recipients={_sanitize(','.join(record.recipients))}")
     if record.mailsize is not None:
         fields.append(f"mailsize={record.mailsize}")
     if record.smtp_status is not None:
