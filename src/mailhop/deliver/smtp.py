@@ -32,7 +32,7 @@ from mailhop.deliver.errors import (
 )
 from mailhop.errors import ConfigError, ExitCode, MailhopError
 from mailhop.net.timeouts import Timeouts
-from mailhop.net.tls import TLSPolicy, TLSSettings, client_policy
+from mailhop.net.tls import TLSPolicy, account_tls_settings, client_policy
 from mailhop.net.transport import Endpoint, Transport, open_connection
 from mailhop.proto import sasl
 from mailhop.proto.errors import ProtocolError, RemoteProtocolError
@@ -207,17 +207,7 @@ class SmtpSession:
         host = account.host or ""
         policy = None
         if account.tls:
-            policy = client_policy(
-                TLSSettings(
-                    trust_file=account.tls_trust_file,
-                    fingerprint=account.tls_fingerprint.hex() if account.tls_fingerprint else None,
-                    certcheck=account.tls_certcheck,
-                    cert_file=account.tls_cert_file,
-                    key_file=account.tls_key_file,
-                    host_override=account.tls_host_override,
-                ),
-                host,
-            )
+            policy = client_policy(account_tls_settings(account), host)
             for warning in policy.warnings:
                 if self._warn is not None:
                     self._warn(warning)

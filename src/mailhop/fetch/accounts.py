@@ -18,7 +18,7 @@ import os
 
 from mailhop.config.model import Account, Protocol, TlsMode
 from mailhop.fetch.errors import FetchConfigError
-from mailhop.net.tls import TLSSettings
+from mailhop.net.tls import TLSSettings, account_tls_settings
 from mailhop.net.transport import Endpoint
 
 __all__ = [
@@ -110,17 +110,6 @@ def retrieval_account(account: Account) -> RetrievalAccount:
     else:
         mode = TlsMode.STARTTLS
     port = account.port or DEFAULT_PORTS[(account.protocol, mode)]
-    trust_file = account.tls_trust_file
-    if trust_file is None and "tls_trust_file" not in account.explicit:
-        trust_file = "system"
-    settings = TLSSettings(
-        trust_file=trust_file,
-        fingerprint=account.tls_fingerprint.hex() if account.tls_fingerprint else None,
-        certcheck=account.tls_certcheck,
-        cert_file=account.tls_cert_file,
-        key_file=account.tls_key_file,
-        host_override=account.tls_host_override,
-    )
     folders = account.folders if account.protocol is Protocol.IMAP else ("INBOX",)
     return RetrievalAccount(
         account=account,
@@ -133,7 +122,7 @@ def retrieval_account(account: Account) -> RetrievalAccount:
             proxy_port=account.proxy_port or 1080,
         ),
         tls_mode=mode,
-        tls_settings=settings,
+        tls_settings=account_tls_settings(account),
         user=account.user,
         folders=folders,
         keep=account.keep,

@@ -33,6 +33,8 @@ from mailhop.net.errors import (
 if TYPE_CHECKING:
     import datetime
 
+    from mailhop.config.model import Account
+
 __all__ = [
     "MIN_TLS_VERSION",
     "CertificateInfo",
@@ -99,6 +101,21 @@ class TLSSettings(NamedTuple):
             for name, value in zip(self._fields, self, strict=True)
         )
         return f"TLSSettings({shown})"
+
+
+def account_tls_settings(account: Account) -> TLSSettings:
+    """The TLS settings an account's ``tls_*`` lines give, for SMTP and retrieval alike.
+
+    An unset ``tls_trust_file`` stays None, which means the system's CA store.
+    """
+    return TLSSettings(
+        trust_file=account.tls_trust_file,
+        fingerprint=account.tls_fingerprint.hex() if account.tls_fingerprint else None,
+        certcheck=account.tls_certcheck,
+        cert_file=account.tls_cert_file,
+        key_file=account.tls_key_file,
+        host_override=account.tls_host_override,
+    )
 
 
 class Fingerprint(NamedTuple):
