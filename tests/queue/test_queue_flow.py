@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import select
+import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailhop.errors import ExitCode
-from mailhop.queue import Route, Spool
+from mailhop.queue import Route, Spool, kick
 from mailhop.queue.spool import BUILTIN_SHA256_MAX_OCTETS
 from tests.queue.queue_support import (
+    SUBPROCESS_TIMEOUT_SECONDS,
     closed_port,
     environment,
     listening,
@@ -96,12 +101,83 @@ def test_background_kick_delivers_without_a_runner_call(tmp_path: Path) -> None:
             check=False,
         )
         assert sent.returncode == 0, sent.stderr
-        import time
-
         deadline = time.monotonic() + 20
         while not collector.messages and time.monotonic() < deadline:
             time.sleep(0.05)
     assert len(collector.messages) == 1
+
+
+def test_kicked_runner_holds_no_descriptor_of_the_caller(tmp_path: Path) -> None:
+    # cron reads the job's output until every writer has closed the pipe: a runner
+    # that inherited a descriptor would make cron wait for the whole delivery. The
+    # server here never answers, so the runner lives for its timeout (10 s).
+    with socket.socket() as stalling:
+        stalling.bind(("127.0.0.1", 0))
+        stalling.listen(8)  # connections complete in the backlog; nothing greets
+        config = write_config(tmp_path, stalling.getsockname()[1], queue="always")
+        env = environment(config.parent)
+        del env["MAILHOP_QUEUE_NO_KICK"]
+        read_end, write_end = os.pipe()
+        os.set_inheritable(write_end, True)
+        try:
+            sent = subprocess.run(
+                [sys.executable, "-m", "mailhop", "sendmail", "-C", str(config), "-i", "r@x.test"],
+                input=make_message("descriptors"),
+                capture_output=True,  # returns only once stdout and stderr are closed too
+                env=env,
+                pass_fds=(write_end,),
+                timeout=SUBPROCESS_TIMEOUT_SECONDS,
+                check=False,
+            )
+            os.close(write_end)
+            assert sent.returncode == 0, sent.stderr
+            # Readable at once means end of file: no process holds the write end.
+            readable, _, _ = select.select([read_end], [], [], 0)
+            assert readable == [read_end]
+            assert os.read(read_end, 1) == b""
+            # The runner is alive meanwhile, waiting for a greeting.
+            deadline = time.monotonic() + SUBPROCESS_TIMEOUT_SECONDS
+            connection = None
+            while connection is None and time.monotonic() < deadline:
+                stalling.settimeout(1)
+                with contextlib.suppress(TimeoutError):
+                    connection, _ = stalling.accept()
+            assert connection is not None
+            connection.close()  # the runner then defers the message and ends
+        finally:
+            os.close(read_end)
+
+
+def test_kick_collects_the_runners_that_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long-lived caller (sendmail -bs queuing many messages) must not keep one
+    # zombie per message: each kick collects the runners that have ended.
+    for name, value in environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MAILHOP_QUEUE_NO_KICK")
+    monkeypatch.setattr(kick, "_started", [])
+    queue_directory = str(tmp_path / "queue")  # empty: each runner ends at once
+    kick.kick(queue_directory)
+    (first,) = kick._started
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT_SECONDS
+    while _state(first) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(first) == "Z"  # ended, not yet collected
+    kick.kick(queue_directory)
+    assert first not in kick._started
+    assert _state(first) is None  # collected: no such process any more
+    for pid in kick._started:
+        os.waitpid(pid, 0)
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter from /proc (``Z``: a zombie), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return None
 
 
 def test_smtp_on_stdio_answers_250_only_once_queued(tmp_path: Path) -> None:
