@@ -567,8 +567,12 @@ class Spool:
         ]
         for entry_id in done:
             # Committed as removed (the record was renamed under the lock): nobody
-            # sends it again, so its files go now, whoever holds its lock.
-            self.reap(entry_id)
+            # sends it again, so its files go now, whoever holds its lock. One that
+            # cannot be freed is left for the next run rather than stop this one.
+            try:
+                self.reap(entry_id)
+            except OSError:
+                continue
             removed.append(entry_id + DONE_SUFFIX)
         records = {n[: -len(RECORD_SUFFIX)] for n in names if n.endswith(RECORD_SUFFIX)}
         records.update(done)  # their messages are gone already
