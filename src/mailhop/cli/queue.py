@@ -243,6 +243,12 @@ def run_queue(
             )
         for failure in report.failures:
             sys.stderr.write(f"mailhop queue: {failure}\n")
+        if report.unfreed:
+            # Not an error of the run: that mail is delivered and never sent again.
+            sys.stderr.write(
+                f"mailhop queue: could not remove the files of {len(report.unfreed)} "
+                f"delivered message(s) (first: {report.unfreed[0]}); the next run tries again\n"
+            )
         if report.problems:
             status = ExitCode.CONFIG
         if report.failures:

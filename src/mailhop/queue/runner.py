@@ -10,8 +10,9 @@ worker processes, one per connection, without threads (threads would share one
 GIL); fewer for a small queue (at most one per ``MIN_ENTRIES_PER_PROCESS`` entries,
 so a queue that small forks none). The workers take the due ids ``WORK_CHUNK_ENTRIES`` at a time
 from a pipe, so the slower ones take fewer; each keeps its connection from chunk to
-chunk. The parent frees the files of the entries they dequeue meanwhile (an unlink
-costs ext4 100-200 us of waiting), and a worker that dies is reported (exit 70).
+chunk. The parent frees the files of the entries they dequeue meanwhile, with a few
+threads (``reaper.Reaper``: an unlink costs ext4 100-200 us, mostly waiting), and a
+worker that dies is reported (exit 70).
 With one process, everything happens in the caller, over one connection at a time.
 
 On a connection, each message's MAIL/RCPT/DATA are written behind the previous
@@ -81,6 +82,7 @@ if TYPE_CHECKING:  # without importing the delivery stack at module load
     )
     from mailhop.proto.smtp.capabilities import Capabilities
     from mailhop.queue.bounce import FailedRecipient
+    from mailhop.queue.reaper import Reaper
 
 # Parallel connections per account, in total over all worker processes of a run:
 # enough to hide round trips, few enough not to look like abuse to a provider
@@ -120,6 +122,9 @@ class RunReport(NamedTuple):
     quarantined: tuple[str, ...]
     problems: tuple[str, ...]  # configuration and credential problems, loudly
     failures: tuple[str, ...] = ()  # worker processes that died (their mail stays queued)
+    # Dequeued entries whose files could not be freed ("ID: reason"): delivered and
+    # never sent again; the next run tries again to free them.
+    unfreed: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -132,6 +137,7 @@ class _Tally:
     # Configuration problems: the error, and how many messages it holds back.
     problems: dict[str, int] = dataclasses.field(default_factory=dict)
     failures: list[str] = dataclasses.field(default_factory=list)
+    unfreed: list[str] = dataclasses.field(default_factory=list)  # by the parent only
 
     def to_json(self) -> bytes:
         """What a worker process hands back to its parent."""
@@ -206,6 +212,7 @@ def run(
             worker.close_connection()
     else:
         from mailhop.deliver import smtp  # noqa: F401, PLC0415 - imported once, before fork
+        from mailhop.queue.reaper import Reaper  # noqa: PLC0415 - threading, only here
 
         # The worker processes take the entries a chunk at a time (``_WorkChunks``)
         # and each delivers over one connection at a time, so the connections stay
@@ -216,7 +223,12 @@ def run(
         children = [_fork(worker, chunks, reap_write) for _ in range(workers)]
         os.close(reap_write)
         chunks.close()
-        _reap_reported(spool, reap_read)
+        # Threads only now: none may run across the forks above.
+        reaper = Reaper(spool)
+        try:
+            _reap_reported(reaper, reap_read)
+        finally:
+            tally.unfreed.extend(reaper.finish())
         for child, pipe in children:
             _collect(child, pipe, tally)
     # One directory fsync makes every dequeue of the run durable (see docs/queue.md).
@@ -232,6 +244,7 @@ def run(
             for problem, count in tally.problems.items()
         ),
         failures=tuple(tally.failures),
+        unfreed=tuple(tally.unfreed),
     )
 
 
@@ -347,20 +360,19 @@ class _ReapNotice:
             os.write(self.descriptor, f"{entry_id}\n".encode("ascii"))
 
 
-def _reap_reported(spool: Spool, reap_read: int) -> None:
-    """Free the files of the entries the workers report, until they all close the pipe.
+def _reap_reported(reaper: Reaper, reap_read: int) -> None:
+    """Have ``reaper`` free the entries the workers report, until they all close the pipe.
 
-    Freeing an inode makes ext4 wait 100-200 us (journal, discard) while a
-    rename frees nothing; here that wait overlaps the workers' deliveries
-    instead of lengthening them.
+    Freeing an inode makes ext4 wait (journal, discard) while a rename frees
+    nothing; here that wait overlaps the workers' deliveries instead of
+    lengthening them, and the reaper's threads overlap it with each other.
     """
     with open(reap_read, "rb", buffering=0) as notices:
         pending = b""
         while chunk := notices.read(_REAP_READ_OCTETS):
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
-                with contextlib.suppress(OSError):  # what is left, the next run removes
-                    spool.reap(line.decode("ascii"))
+                reaper.free(line.decode("ascii"))
 
 
 def _collect(pid: int, pipe: int, tally: _Tally) -> None:

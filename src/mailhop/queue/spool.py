@@ -18,7 +18,8 @@ message is caught before anything is sent (Postfix's END record plays this role)
 Dequeue renames ``ID.json`` to ``ID.done`` under the entry's lock: that rename is
 the commit point (``ids()`` lists records only, so nobody sends the entry again).
 Freeing the two files (``reap``) comes after, off the delivery's critical path (the
-runner's parent process does it while its workers deliver): freeing an inode costs
+runner's parent process does it, with a few threads, while its workers deliver;
+``mailhop.queue.reaper``): freeing an inode costs
 ext4 a wait of 100-200 microseconds (journal, ``discard``), while the rename frees
 nothing. A crash leaves ``ID.done`` (and perhaps ``ID.msg``); the next run's
 ``remove_orphans`` removes both at once.
@@ -567,8 +568,12 @@ class Spool:
         ]
         for entry_id in done:
             # Committed as removed (the record was renamed under the lock): nobody
-            # sends it again, so its files go now, whoever holds its lock.
-            self.reap(entry_id)
+            # sends it again, so its files go now, whoever holds its lock. One that
+            # cannot be freed is left for the next run rather than stop this one.
+            try:
+                self.reap(entry_id)
+            except OSError:
+                continue
             removed.append(entry_id + DONE_SUFFIX)
         records = {n[: -len(RECORD_SUFFIX)] for n in names if n.endswith(RECORD_SUFFIX)}
         records.update(done)  # their messages are gone already
