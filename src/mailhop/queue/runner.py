@@ -489,56 +489,62 @@ class _Worker:
             self.complete(connection)
         finally:
             if connection.in_flight is not None:  # an unexpected error: as after a crash
-                connection.in_flight.lock.close()
+                connection.in_flight.claimed.release()
                 connection.in_flight = None
             self.drop_session(connection)
 
     def deliver_scanned(self, scanned: Scanned, connection: _Connection) -> None:
         """Claim one entry and attempt it; it may stay in flight, its lock held."""
-        dequeued = False
         try:
-            with contextlib.ExitStack() as lock:
-                claimed = lock.enter_context(self.spool.claim(scanned))
-                entry = claimed.entry  # fresh: another runner may have run
-                if entry.held or (not self.force and entry.next_attempt > self.now):
-                    return
-                if connection.broken is not None:
-                    self.defer_locked(entry, connection.broken, connection.account)
-                    return
-                dequeued = self.deliver_entry(claimed, connection, lock)
+            claimed = self.spool.claim(scanned)
         except EntryBusyError:
             self.tally.busy += 1
+            return
         except EntryNotFoundError:
             return
         except CorruptEntryError as error:
             _quarantine(self.spool, scanned.entry.id, str(error), self.tally, self.log)
+            return
+        dequeued = False
+        try:
+            entry = claimed.entry  # fresh: another runner may have run
+            if entry.held or (not self.force and entry.next_attempt > self.now):
+                return
+            if connection.broken is not None:
+                self.defer_locked(entry, connection.broken, connection.account)
+                return
+            dequeued = self.deliver_entry(claimed, connection)
+        finally:
+            in_flight = connection.in_flight
+            if in_flight is None or in_flight.claimed is not claimed:
+                claimed.release()
         if dequeued:  # committed, and its lock released: free its files
-            self.reap(scanned.entry.id)
+            self.reap(entry.id)
 
-    def deliver_entry(
-        self, claimed: Claimed, connection: _Connection, lock: contextlib.ExitStack
-    ) -> bool:
-        """Attempt one claimed entry (its lock in ``lock``, its message checked).
+    def deliver_entry(self, claimed: Claimed, connection: _Connection) -> bool:
+        """Attempt one claimed entry (locked, its message checked).
 
         Returns whether the entry was dequeued now. When its content went out, the
-        entry stays in flight instead (``lock`` is emptied into it): its final reply
-        is read once the next message's commands are sent (``complete``).
+        entry stays in flight instead, keeping its claim (the caller then leaves it
+        held): its final reply is read once the next message's commands are sent
+        (``complete``), and the claim released after.
         """
         from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
 
-        entry, file, account = claimed.entry, claimed.message, connection.account
+        entry, account = claimed.entry, connection.account
         states = {state.address: state for state in entry.recipients}
         if self.local_delivery is not None:
             local = [s for s in entry.pending if s.route is Route.LOCAL]
             if local:
                 self.complete(connection)  # nothing waits on the wire meanwhile
+                file = claimed.message
                 delivered = set(self.local_delivery(entry, local, file.read()))
                 file.seek(0)
                 for address in delivered:
                     states[address] = states[address]._replace(status=RecipientStatus.DELIVERED)
         relay = tuple(s.address for s in entry.pending if s.route is Route.RELAY)
         if not relay:
-            return self.settle(entry, states, None, file, account)
+            return self.settle(entry, states, None, claimed, account)
         session = self.open_session(connection)
         if session is None:
             assert connection.broken is not None  # noqa: S101 - set when no session opens
@@ -563,8 +569,7 @@ class _Worker:
                     entry=entry,
                     states=states,
                     relay=relay,
-                    file=file,
-                    lock=lock.pop_all(),
+                    claimed=claimed,
                     transaction=transaction,
                 )
                 return False
@@ -583,7 +588,7 @@ class _Worker:
             _record_failure(states, relay, error, 0, (str(error),))
             if sending:
                 self.drop_session(connection)
-        return self.settle(entry, states, failure, file, account)
+        return self.settle(entry, states, failure, claimed, account)
 
     def begin(
         self, connection: _Connection, envelope: Envelope, outgoing: Outgoing
@@ -627,7 +632,7 @@ class _Worker:
         session = connection.session
         assert session is not None  # noqa: S101 - a message in flight has its session
         entry, states, relay = in_flight.entry, in_flight.states, in_flight.relay
-        with in_flight.lock:
+        with in_flight.claimed:
             failure: MailhopError | None = None
             try:
                 _record_outcome(states, session.finish(in_flight.transaction))
@@ -641,7 +646,7 @@ class _Worker:
                 failure = error
                 _record_failure(states, relay, error, 0, (str(error),))
                 session.abandon()
-            dequeued = self.settle(entry, states, failure, in_flight.file, connection.account)
+            dequeued = self.settle(entry, states, failure, in_flight.claimed, connection.account)
         if dequeued:
             self.reap(entry.id)
 
@@ -680,7 +685,7 @@ class _Worker:
         entry: Entry,
         states: dict[str, RecipientState],
         failure: MailhopError | None,
-        file: IO[bytes],
+        claimed: Claimed,
         account: Account,
     ) -> bool:
         """Bounce what failed, then update or dequeue the entry (its lock held).
@@ -724,7 +729,7 @@ class _Worker:
                 )
                 for r in newly_failed
             ]
-            self.bounce(entry, failed, read_header_block(file), account)
+            self.bounce(entry, failed, read_header_block(claimed.message), account)
         if newly_failed:
             self.tally.bounced += len(newly_failed)
         if all(r.status is not RecipientStatus.PENDING for r in recipients):
@@ -741,7 +746,7 @@ class _Worker:
                 attempts=attempts,
                 next_attempt=self.now + delay,
                 last_error=_describe(failure, recipients),
-                delay_warned=self.warn_if_delayed(entry, recipients, file, account),
+                delay_warned=self.warn_if_delayed(entry, recipients, claimed.message, account),
             )
         )
         crash_point("queue.deliver.after-update")
@@ -932,8 +937,7 @@ class _InFlight(NamedTuple):
     entry: Entry
     states: dict[str, RecipientState]
     relay: tuple[str, ...]
-    file: IO[bytes]  # its checked message (for a bounce's header block)
-    lock: contextlib.ExitStack  # holds its claim until it is settled
+    claimed: Claimed  # its lock and checked message, held until it is settled
     transaction: Transaction
 
 

@@ -69,6 +69,11 @@ ORPHAN_GRACE_SECONDS = 3600
 # file from being read whole into memory (sendmail accepts at most a few thousand
 # recipients; 1 MiB holds well over that).
 MAX_RECORD_BYTES = 1024 * 1024
+# A record's first read asks for this much: one page holds a record of several
+# recipients, and a read that comes back shorter than asked has met the end of
+# the file (a read of a regular file stops short only there), so nearly every
+# record is read without an fstat to size it. A larger one is then sized by fstat.
+RECORD_FIRST_READ_OCTETS = 4096
 # How much of the message one read takes while checking its checksum.
 READ_CHUNK_SIZE = 256 * 1024
 # hashlib gives SHA-256 by loading OpenSSL's libcrypto: 4-7 ms of every enqueue on
@@ -446,10 +451,14 @@ class Spool:
         record = self._read_record(entry_id)
         return Scanned(entry=_parse_record(entry_id, record), record=record)
 
-    def _read_record(self, entry_id: str) -> bytes:
-        # Plain descriptor calls (open, fstat, read, close): a runner reads two
-        # records per delivery, and a file object adds its own fstat, an lseek
-        # and a buffer to each.
+    def _read_record(self, entry_id: str, expected: int = RECORD_FIRST_READ_OCTETS) -> bytes:
+        """The record's bytes, read with one read when it has at most ``expected``.
+
+        ``claim`` expects the size of the record it scanned: unchanged, it comes
+        back in one read that ends short of the octet asked for beyond it.
+        """
+        # Plain descriptor calls (open, read, close): a runner reads two records
+        # per delivery, and a file object adds an fstat, an lseek and a buffer.
         try:
             descriptor = os.open(self.path(entry_id, RECORD_SUFFIX), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -457,10 +466,14 @@ class Spool:
         except OSError as error:
             raise StoreError.from_os_error(f"cannot read entry {entry_id}", error) from error
         try:
-            # Sized from fstat (records are never written in place): a read of
-            # MAX_RECORD_BYTES would allocate, and map, a megabyte every time.
-            size = min(os.fstat(descriptor).st_size, MAX_RECORD_BYTES)
-            raw = _read_at_most(descriptor, size + 1, enough=size)
+            raw = os.read(descriptor, expected + 1)
+            if len(raw) > expected:
+                # Larger than expected: the rest sized from fstat (records are never
+                # written in place); a read of MAX_RECORD_BYTES would allocate, and
+                # map, a megabyte every time.
+                size = min(os.fstat(descriptor).st_size, MAX_RECORD_BYTES)
+                rest = size + 1 - len(raw)
+                raw += _read_at_most(descriptor, max(rest, 1), enough=rest - 1)
         except OSError as error:
             raise StoreError.from_os_error(f"cannot read entry {entry_id}", error) from error
         finally:
@@ -616,17 +629,17 @@ class Spool:
         finally:
             os.close(descriptor)  # closing releases the flock
 
-    @contextlib.contextmanager
-    def claim(self, scanned: Scanned) -> Iterator[Claimed]:
+    def claim(self, scanned: Scanned) -> Claimed:
         """Lock a scanned entry for delivery, or fail at once (a runner skips it).
 
-        Yields the entry as it stands under the lock and its message, checked
+        Returns the entry as it stands under the lock and its message, checked
         against the record's size and SHA-256 and read through the descriptor
-        that holds the lock (one open per delivery). The record is read again
-        under the lock, as another runner may have changed it since the scan;
-        when its bytes are those of the scan, the scan's parse is reused (records
-        are never edited in place, so equal bytes are the same state). A message
-        of at most ``MAX_HELD_MESSAGE_OCTETS`` is read whole: its bytes come as
+        that holds the lock (one open per delivery), until ``Claimed.release``
+        (or the end of a ``with`` block). The record is read again under the
+        lock, as another runner may have changed it since the scan; when its
+        bytes are those of the scan, the scan's parse is reused (records are
+        never edited in place, so equal bytes are the same state). A message of
+        at most ``MAX_HELD_MESSAGE_OCTETS`` is read whole: its bytes come as
         ``content`` too, and ``message`` reads them from memory.
 
         Raises:
@@ -637,18 +650,14 @@ class Spool:
         entry_id = scanned.entry.id
         descriptor = self._open_locked(entry_id, 0.0)
         try:  # closing the descriptor drops the lock
-            record = self._read_record(entry_id)
+            record = self._read_record(entry_id, len(scanned.record))
             unchanged = record == scanned.record
             entry = scanned.entry if unchanged else _parse_record(entry_id, record)
             content = _read_verified(entry, descriptor)
-            if content is not None:
-                with io.BytesIO(content) as held:
-                    yield Claimed(entry=entry, message=held, content=content)
-            else:
-                with open(descriptor, "rb", buffering=FILE_BUFFER_OCTETS, closefd=False) as message:
-                    yield Claimed(entry=entry, message=message)
-        finally:
+        except BaseException:
             os.close(descriptor)
+            raise
+        return Claimed(entry, descriptor, content)
 
     def _open_locked(self, entry_id: str, wait: float) -> int:
         """Open the entry's message and take its ``flock``; return the descriptor."""
@@ -689,12 +698,56 @@ class Scanned(NamedTuple):
     record: bytes
 
 
-class Claimed(NamedTuple):
-    """A locked entry and its checked message, open at the start."""
+class Claimed:
+    """A locked entry (``Spool.claim``) and its checked message, open at the start.
 
-    entry: Entry
-    message: BinaryIO
-    content: bytes | None = None  # the whole message, when it was held in memory
+    The lock is the ``flock`` on the descriptor the message was read through, held
+    until ``release``. A plain class rather than a generator's context manager:
+    a runner claims every message it sends, and the one in flight keeps its claim
+    after the call that made it returns.
+    """
+
+    __slots__ = ("_descriptor", "_message", "content", "entry")
+
+    def __init__(self, entry: Entry, descriptor: int, content: bytes | None) -> None:
+        self.entry = entry
+        self.content = content
+        """The whole message, when it was held in memory (else None)."""
+        self._descriptor: int | None = descriptor
+        self._message: BinaryIO | None = None
+
+    @property
+    def message(self) -> BinaryIO:
+        """The message, open at the start (made on first use: most sends need only
+        ``content``)."""
+        if self._message is None:
+            if self._descriptor is None:
+                raise ValueError("the claim is released")
+            if self.content is not None:
+                self._message = io.BytesIO(self.content)
+            else:
+                self._message = open(  # noqa: SIM115 - closed by release()
+                    self._descriptor, "rb", buffering=FILE_BUFFER_OCTETS, closefd=False
+                )
+        return self._message
+
+    def release(self) -> None:
+        """Close the message and drop the lock; nothing happens a second time."""
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is None:
+            return
+        message, self._message = self._message, None
+        try:
+            if message is not None:
+                message.close()
+        finally:
+            os.close(descriptor)  # closing it releases the flock
+
+    def __enter__(self) -> Claimed:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 def _parse_record(entry_id: str, record: bytes) -> Entry:
@@ -730,8 +783,9 @@ def _read_verified(entry: Entry, descriptor: int) -> bytes | None:
         CorruptEntryError: the message is truncated or altered.
     """
     if entry.message_size <= MAX_HELD_MESSAGE_OCTETS:
-        # One octet more than recorded, to see a longer file.
-        content = _read_at_most(descriptor, entry.message_size + 1)
+        # One octet more than recorded, to see a longer file; a read that brings
+        # the recorded size came back short of that octet: the end of the file.
+        content = _read_at_most(descriptor, entry.message_size + 1, enough=entry.message_size)
         size, digest = len(content), _openssl_sha256()  # the runner loads OpenSSL anyway
         digest.update(content)
     else:
