@@ -681,6 +681,11 @@ class SmtpSession:
             self._core.receive_data(self._transport.receive(READ_CHUNK_SIZE, timeout=timeout))
 
     def _read_reply(self, timeout: float) -> Reply:
+        events = self._events
+        if events and self._transcript is None and type(events[0]) is Reply:
+            # The common case (a reply already read, no transcript), in one step:
+            # a queue run reads four replies per message.
+            return cast("Reply", events.popleft())
         event = self._read_event(timeout)
         if not isinstance(event, Reply):
             raise ProtocolViolationError("unexpected TLS upgrade request")

@@ -304,7 +304,8 @@ class ClientConnection(ByteStream):
         line = None
         if isinstance(command, RcptTo):
             mail = self._current_mail
-            self._check_extensions(command)
+            if command.notify or command.orcpt:  # the only parameters an extension governs
+                self._check_extensions(command)
             line = format_command(command, smtputf8=mail is not None and mail.smtputf8)
         elif isinstance(command, MailFrom):
             self._check_extensions(command)
@@ -318,7 +319,8 @@ class ClientConnection(ByteStream):
         elif isinstance(command, Auth):
             self._send_auth(command)
         else:
-            self._check_extensions(command)
+            if isinstance(command, StartTLS):  # the only one left an extension governs
+                self._check_extensions(command)
             line = format_command(command)
         if line is not None:
             self._outgoing += line
@@ -463,7 +465,15 @@ class ClientConnection(ByteStream):
         if kind in _REPLY_CHANGES_NOTHING:
             return reply
         ok = code < 400
-        if command is None:
+        # The commands of every message first.
+        if isinstance(command, MailFrom):
+            if not ok and command is self._current_mail:
+                self._transition(ClientInput.MAIL_FAILED)
+        elif isinstance(command, Data):
+            if ok:
+                self._encoder = DataEncoder()
+            self._transition(ClientInput.DATA_GO_AHEAD if ok else ClientInput.DATA_FAILED)
+        elif command is None:
             self._transition(ClientInput.GREETING_OK if ok else ClientInput.GREETING_REFUSED)
         elif isinstance(command, Ehlo | Helo):
             if ok:
@@ -485,13 +495,6 @@ class ClientConnection(ByteStream):
             return TLSUpgradeRequired(reply=reply)
         elif isinstance(command, Auth):
             self._handle_auth_reply(command, reply)
-        elif isinstance(command, MailFrom):
-            if not ok and command is self._current_mail:
-                self._transition(ClientInput.MAIL_FAILED)
-        elif isinstance(command, Data):
-            if ok:
-                self._encoder = DataEncoder()
-            self._transition(ClientInput.DATA_GO_AHEAD if ok else ClientInput.DATA_FAILED)
         elif isinstance(command, Quit):
             self._transition(ClientInput.CLOSED)
         return reply
