@@ -533,8 +533,9 @@ class _Worker:
 
         entry, account = claimed.entry, connection.account
         states = {state.address: state for state in entry.recipients}
+        pending = entry.pending
         if self.local_delivery is not None:
-            local = [s for s in entry.pending if s.route is Route.LOCAL]
+            local = [s for s in pending if s.route is Route.LOCAL]
             if local:
                 self.complete(connection)  # nothing waits on the wire meanwhile
                 file = claimed.message
@@ -542,9 +543,16 @@ class _Worker:
                 file.seek(0)
                 for address in delivered:
                     states[address] = states[address]._replace(status=RecipientStatus.DELIVERED)
-        relay = tuple(s.address for s in entry.pending if s.route is Route.RELAY)
+        relay = tuple(s.address for s in pending if s.route is Route.RELAY)
         if not relay:
             return self.settle(entry, states, None, claimed, account)
+        # A recipient that stays pending whatever this server says (a LOCAL one
+        # that local delivery did not take): then a full acceptance is not the end.
+        pending_elsewhere = len(relay) != len(pending) and any(
+            states[s.address].status is RecipientStatus.PENDING
+            for s in pending
+            if s.route is not Route.RELAY
+        )
         session = self.open_session(connection)
         if session is None:
             assert connection.broken is not None  # noqa: S101 - set when no session opens
@@ -569,6 +577,7 @@ class _Worker:
                     entry=entry,
                     states=states,
                     relay=relay,
+                    pending_elsewhere=pending_elsewhere,
                     claimed=claimed,
                     transaction=transaction,
                 )
@@ -634,8 +643,9 @@ class _Worker:
         entry, states, relay = in_flight.entry, in_flight.states, in_flight.relay
         with in_flight.claimed:
             failure: MailhopError | None = None
+            outcome: PerRecipientOutcome | None = None
             try:
-                _record_outcome(states, session.finish(in_flight.transaction))
+                outcome = session.finish(in_flight.transaction)
                 crash_point("queue.deliver.after-250")
             except ServerReplyError as error:
                 failure = error
@@ -646,7 +656,20 @@ class _Worker:
                 failure = error
                 _record_failure(states, relay, error, 0, (str(error),))
                 session.abandon()
-            dequeued = self.settle(entry, states, failure, in_flight.claimed, connection.account)
+            if (
+                outcome is not None
+                and len(outcome.accepted) == len(relay)
+                and not in_flight.pending_elsewhere
+            ):
+                # Every pending recipient accepted: nothing to record (a dequeue
+                # does not rewrite the record) and nothing for settle() to decide.
+                dequeued = self.dequeue(entry)
+            else:
+                if outcome is not None:
+                    _record_outcome(states, outcome)
+                dequeued = self.settle(
+                    entry, states, failure, in_flight.claimed, connection.account
+                )
         if dequeued:
             self.reap(entry.id)
 
@@ -733,10 +756,7 @@ class _Worker:
         if newly_failed:
             self.tally.bounced += len(newly_failed)
         if all(r.status is not RecipientStatus.PENDING for r in recipients):
-            self.spool.commit_removal(entry.id)
-            crash_point("queue.deliver.after-remove")
-            self.tally.delivered += 1
-            return True
+            return self.dequeue(entry)
         delay = retry_delay(
             attempts, minimum=account.queue_retry_min, maximum=account.queue_retry_max
         )
@@ -752,6 +772,13 @@ class _Worker:
         crash_point("queue.deliver.after-update")
         self.tally.deferred += 1
         return False
+
+    def dequeue(self, entry: Entry) -> bool:
+        """Commit the removal of an entry with nothing pending (its lock held)."""
+        self.spool.commit_removal(entry.id)
+        crash_point("queue.deliver.after-remove")
+        self.tally.delivered += 1
+        return True
 
     def bounce(
         self, entry: Entry, failed: list[FailedRecipient], head: bytes, account: Account
@@ -937,6 +964,7 @@ class _InFlight(NamedTuple):
     entry: Entry
     states: dict[str, RecipientState]
     relay: tuple[str, ...]
+    pending_elsewhere: bool  # a recipient this server cannot deliver is still pending
     claimed: Claimed  # its lock and checked message, held until it is settled
     transaction: Transaction
 
