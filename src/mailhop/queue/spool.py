@@ -197,20 +197,24 @@ class Entry(NamedTuple):
             version = data.pop("version", None)
             if version != RECORD_VERSION:
                 raise CorruptEntryError(f"unknown record version {version!r}")
+            # Lists made whole, then tuples, and map(): no generator to resume per
+            # item (a runner parses a record per message).
             recipients = tuple(
-                RecipientState(
-                    address=_checked(str(item["address"]), "recipient"),
-                    route=_ROUTE_BY_VALUE[item["route"]],
-                    status=_STATUS_BY_VALUE[item["status"]],
-                    attempts=int(item["attempts"]),
-                    last_code=int(item["last_code"]),
-                    last_reply=tuple(str(line) for line in item["last_reply"]),
-                )
-                for item in data.pop("recipients")
+                [
+                    RecipientState(
+                        address=_checked(str(item["address"]), "recipient"),
+                        route=_ROUTE_BY_VALUE[item["route"]],
+                        status=_STATUS_BY_VALUE[item["status"]],
+                        attempts=int(item["attempts"]),
+                        last_code=int(item["last_code"]),
+                        last_reply=tuple(map(str, item["last_reply"])),
+                    )
+                    for item in data.pop("recipients")
+                ]
             )
             if not recipients:
                 raise CorruptEntryError("the record has no recipients")
-            settings = tuple((str(k), str(v)) for k, v in data.pop("settings"))
+            settings = tuple([(str(k), str(v)) for k, v in data.pop("settings")])
             entry = cls(recipients=recipients, settings=settings, **data)
             _checked(entry.sender, "sender")
             if not _ID_PATTERN.match(entry.id):
