@@ -49,12 +49,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple, TypeGuard
 
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
@@ -72,6 +73,7 @@ from mailhop.queue.spool import (
 
 if TYPE_CHECKING:  # without importing the delivery stack at module load
     from mailhop.config import Account
+    from mailhop.deliver.errors import ServerReplyError
     from mailhop.deliver.smtp import (
         Envelope,
         Outgoing,
@@ -529,8 +531,6 @@ class _Worker:
         held): its final reply is read once the next message's commands are sent
         (``complete``), and the claim released after.
         """
-        from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
-
         entry, account = claimed.entry, connection.account
         states = {state.address: state for state in entry.recipients}
         pending = entry.pending
@@ -585,18 +585,18 @@ class _Worker:
             # No recipient accepted: nothing was sent, the refusals are the outcome.
             _record_outcome(states, session.finish(transaction))
             crash_point("queue.deliver.after-250")
-        except ServerReplyError as error:
-            # The whole transaction was refused: every relay recipient shares it.
-            failure = error
-            _record_failure(states, relay, error, error.code, error.lines)
-            if connection.session is not None and not connection.session.is_open:
-                self.drop_session(connection)
         except MailhopError as error:
-            # No reply at all (connection lost, timeout, TLS): code 0, our words.
             failure = error
-            _record_failure(states, relay, error, 0, (str(error),))
-            if sending:
-                self.drop_session(connection)
+            if _is_refusal(error):
+                # The whole transaction was refused: every relay recipient shares it.
+                _record_failure(states, relay, error, error.code, error.lines)
+                if connection.session is not None and not connection.session.is_open:
+                    self.drop_session(connection)
+            else:
+                # No reply at all (connection lost, timeout, TLS): code 0, our words.
+                _record_failure(states, relay, error, 0, (str(error),))
+                if sending:
+                    self.drop_session(connection)
         return self.settle(entry, states, failure, claimed, account)
 
     def begin(
@@ -633,8 +633,6 @@ class _Worker:
 
     def complete(self, connection: _Connection) -> None:
         """Read the final reply of the message in flight, if any; settle it."""
-        from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
-
         in_flight, connection.in_flight = connection.in_flight, None
         if in_flight is None:
             return
@@ -647,15 +645,15 @@ class _Worker:
             try:
                 outcome = session.finish(in_flight.transaction)
                 crash_point("queue.deliver.after-250")
-            except ServerReplyError as error:
-                failure = error
-                _record_failure(states, relay, error, error.code, error.lines)
             except MailhopError as error:
-                # No reply: the content may or may not have arrived; no 250, so the
-                # message stays queued (it may be sent twice, never lost).
                 failure = error
-                _record_failure(states, relay, error, 0, (str(error),))
-                session.abandon()
+                if _is_refusal(error):
+                    _record_failure(states, relay, error, error.code, error.lines)
+                else:
+                    # No reply: the content may or may not have arrived; no 250, so
+                    # the message stays queued (it may be sent twice, never lost).
+                    _record_failure(states, relay, error, 0, (str(error),))
+                    session.abandon()
             if (
                 outcome is not None
                 and len(outcome.accepted) == len(relay)
@@ -675,13 +673,13 @@ class _Worker:
 
     def open_session(self, connection: _Connection) -> SmtpSession | None:
         """The connection's open session, new after its message cap; None if it fails."""
-        from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
-
         if connection.session is not None and (
             connection.sent >= MAX_MESSAGES_PER_CONNECTION or not connection.session.is_open
         ):
             self.drop_session(connection)
         if connection.session is None:
+            from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
+
             session = None
             try:
                 session = SmtpSession(connection.account)
@@ -905,8 +903,7 @@ def _wire_form(
     claimed: Claimed, relay: tuple[str, ...], capabilities: Capabilities
 ) -> contextlib.AbstractContextManager[tuple[Envelope, Outgoing]]:
     """The envelope and the content of a claimed entry as they go to this server."""
-    from mailhop.deliver.smtp import Envelope, Outgoing  # noqa: PLC0415
-
+    envelope_type, outgoing_type = _wire_records()
     entry = claimed.entry
     envelope_needs_smtputf8 = not entry.sender.isascii() or any(
         not address.isascii() for address in relay
@@ -918,11 +915,29 @@ def _wire_form(
         # generator, its frame and its exit cost a few microseconds per message).
         return contextlib.nullcontext(
             (
-                Envelope(sender=entry.sender, recipients=relay),
-                Outgoing(chunks=(claimed.content,), size=len(claimed.content)),
+                envelope_type(sender=entry.sender, recipients=relay),
+                outgoing_type(chunks=(claimed.content,), size=len(claimed.content)),
             )
         )
     return _fitted_wire_form(claimed, relay, capabilities, envelope_needs_smtputf8)
+
+
+@functools.cache
+def _wire_records() -> tuple[type[Envelope], type[Outgoing]]:
+    """The delivery stack's Envelope and Outgoing, imported on first use (this
+    module does not load that stack) and then kept: an import statement run for
+    every message costs about a microsecond, even of a module already loaded."""
+    from mailhop.deliver.smtp import Envelope, Outgoing  # noqa: PLC0415
+
+    return Envelope, Outgoing
+
+
+def _is_refusal(error: MailhopError) -> TypeGuard[ServerReplyError]:
+    """The server refused with a reply (the error carries its code and lines), as
+    opposed to a failure without one; imported only on these failure paths."""
+    from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
+
+    return isinstance(error, ServerReplyError)
 
 
 @contextlib.contextmanager
