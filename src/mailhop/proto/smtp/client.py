@@ -441,15 +441,8 @@ class ClientConnection(ByteStream):
 
     def _handle_reply(self, reply: Reply) -> ClientEvent:
         code, outstanding = reply.code, self._outstanding
-        if self._upgrade_ready:
-            raise RemoteProtocolError(f"reply {code} before the TLS handshake")
-        if self._state is ClientState.CLOSED:
-            raise RemoteProtocolError(f"unexpected reply {code} after the session ended")
-        if not outstanding:
-            if code != _SERVICE_CLOSING:
-                raise RemoteProtocolError(f"reply {code} to no command")
-            self._transition(ClientInput.CLOSED)
-            return reply
+        if self._upgrade_ready or self._state is ClientState.CLOSED or not outstanding:
+            return self._handle_unmatched_reply(reply)
         command = outstanding.popleft()
         kind = None if command is None else type(command)
         if kind in _ENDS_GROUP_TYPES:
@@ -497,6 +490,17 @@ class ClientConnection(ByteStream):
             self._handle_auth_reply(command, reply)
         elif isinstance(command, Quit):
             self._transition(ClientInput.CLOSED)
+        return reply
+
+    def _handle_unmatched_reply(self, reply: Reply) -> ClientEvent:
+        """A reply with no command to answer now: only an unsolicited 421 is one."""
+        if self._upgrade_ready:
+            raise RemoteProtocolError(f"reply {reply.code} before the TLS handshake")
+        if self._state is ClientState.CLOSED:
+            raise RemoteProtocolError(f"unexpected reply {reply.code} after the session ended")
+        if reply.code != _SERVICE_CLOSING:
+            raise RemoteProtocolError(f"reply {reply.code} to no command")
+        self._transition(ClientInput.CLOSED)
         return reply
 
     def _handle_auth_reply(self, command: Auth, reply: Reply) -> None:
