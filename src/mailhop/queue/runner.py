@@ -84,6 +84,11 @@ if TYPE_CHECKING:  # without importing the delivery stack at module load
     from mailhop.proto.smtp.capabilities import Capabilities
     from mailhop.queue.bounce import FailedRecipient
 
+# The Enum members tested for every message, as module names: reading one off its
+# class goes through the Enum metaclass's attribute hook (about 0.2 us on 3.11).
+_RELAY = Route.RELAY
+_PENDING = RecipientStatus.PENDING
+
 # Parallel connections per account, in total over all worker processes of a run:
 # enough to hide round trips, few enough not to look like abuse to a provider
 # (Postfix's default smtp_destination_concurrency_limit is 20 for its own MX traffic;
@@ -543,15 +548,13 @@ class _Worker:
                 file.seek(0)
                 for address in delivered:
                     states[address] = states[address]._replace(status=RecipientStatus.DELIVERED)
-        relay = tuple(s.address for s in pending if s.route is Route.RELAY)
+        relay = tuple(s.address for s in pending if s.route is _RELAY)
         if not relay:
             return self.settle(entry, states, None, claimed, account)
         # A recipient that stays pending whatever this server says (a LOCAL one
         # that local delivery did not take): then a full acceptance is not the end.
         pending_elsewhere = len(relay) != len(pending) and any(
-            states[s.address].status is RecipientStatus.PENDING
-            for s in pending
-            if s.route is not Route.RELAY
+            states[s.address].status is _PENDING for s in pending if s.route is not _RELAY
         )
         session = self.open_session(connection)
         if session is None:

@@ -127,6 +127,9 @@ class RecipientStatus(enum.Enum):
 # unknown value raises KeyError, which ``Entry.from_json`` reports as corruption.
 _ROUTE_BY_VALUE = {route.value: route for route in Route}
 _STATUS_BY_VALUE = {status.value: status for status in RecipientStatus}
+# The member tested per recipient, as a module name: reading one off its class goes
+# through the Enum metaclass's attribute hook (about 0.2 us each on Python 3.11).
+_PENDING = RecipientStatus.PENDING
 
 
 class RecipientState(NamedTuple):
@@ -166,7 +169,7 @@ class Entry(NamedTuple):
 
     @property
     def pending(self) -> tuple[RecipientState, ...]:
-        return tuple(r for r in self.recipients if r.status is RecipientStatus.PENDING)
+        return tuple([r for r in self.recipients if r.status is _PENDING])
 
     @property
     def is_bounce(self) -> bool:
