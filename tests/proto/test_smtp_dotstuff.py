@@ -71,16 +71,6 @@ def test_no_bare_cr_or_lf_and_no_early_end(chunks: list[bytes]) -> None:
         assert not (line.startswith(b".") and not line.startswith(b".."))
 
 
-@given(_chunks)
-def test_sizes_count_line_ends_as_one_and_the_wire_as_sent(chunks: list[bytes]) -> None:
-    # Chunks already in CRLF lines take a shortcut through the encoder; these
-    # pieces give both kinds, and chunks that end or start inside a CRLF.
-    encoder = DataEncoder()
-    wire = b"".join(encoder.encode(chunk) for chunk in chunks) + encoder.end()
-    assert encoder.message_size == len(re.sub(rb"\r\n|\r|\n", b"\n", b"".join(chunks)))
-    assert encoder.wire_size == len(wire) and wire == encode(chunks)
-
-
 @given(_chunks, st.integers(1, 7))
 def test_decoder_gets_back_the_normalised_message(chunks: list[bytes], step: int) -> None:
     wire = encode(chunks) + b"QUIT\r\n"

@@ -46,22 +46,15 @@ class DataEncoder:
             if not chunk:
                 self._after_cr = False
                 return b""
-        line_ends = chunk.count(b"\r\n")
-        if chunk.count(b"\r") == line_ends == chunk.count(b"\n"):
-            # Every CR and LF already in a CRLF (a message stored for sending, the
-            # queue's common case): counting is cheaper than three copies, and
-            # only the dot-stuffing may change the bytes.
-            normalised, message_size = chunk, len(chunk) - line_ends
-        else:
-            # Three C-level passes: CRLF and lone CR to LF, then every LF to CRLF.
-            as_lf = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            normalised, message_size = as_lf.replace(b"\n", b"\r\n"), len(as_lf)
         self._after_cr = chunk[-1] == 0x0D
-        stuffed = normalised.replace(b"\r\n.", b"\r\n..") if b"\n." in normalised else normalised
+        # Three C-level passes: CRLF and lone CR to LF, then every LF to CRLF.
+        as_lf = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        normalised = as_lf.replace(b"\n", b"\r\n")
+        stuffed = normalised.replace(b"\r\n.", b"\r\n..")
         if self._at_line_start and stuffed[0] == 0x2E:
             stuffed = b"." + stuffed
         self._at_line_start = normalised[-1] == 0x0A
-        self.message_size += message_size
+        self.message_size += len(as_lf)
         self.wire_size += len(stuffed)
         return stuffed
 
