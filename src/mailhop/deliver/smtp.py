@@ -682,10 +682,11 @@ class SmtpSession:
 
     def _read_reply(self, timeout: float) -> Reply:
         events = self._events
-        if events and self._transcript is None and type(events[0]) is Reply:
+        if events and self._transcript is None and type(first := events[0]) is Reply:
             # The common case (a reply already read, no transcript), in one step:
             # a queue run reads four replies per message.
-            return cast("Reply", events.popleft())
+            events.popleft()
+            return first
         event = self._read_event(timeout)
         if not isinstance(event, Reply):
             raise ProtocolViolationError("unexpected TLS upgrade request")

@@ -230,7 +230,8 @@ class ClientConnection(ByteStream):
         """
         events: list[ClientEvent] = []
         try:
-            self._raise_deferred_error()
+            if self._deferred_error is not None:
+                self._raise_deferred_error()
             self._read_events(None, events)
         except ProtocolError as error:
             if not events:
