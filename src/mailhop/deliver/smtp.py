@@ -80,7 +80,7 @@ _SESSION_OVER = frozenset({ClientState.CLOSED, ClientState.ERROR})
 _DATA = Data()
 _END_OF_DATA = EndOfData()
 
-ClientEventRead = Reply | TLSUpgradeRequired | ConnectionClosed
+_ReadEvent = Reply | TLSUpgradeRequired | ConnectionClosed
 
 Transcript = Callable[[str], None]
 DsnNotify = Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"]
@@ -170,7 +170,7 @@ class SmtpSession:
         )
         # Events the core has read and the dialogue has not asked for yet, oldest
         # first: the replies to a pipelined group arrive, and are parsed, together.
-        self._events: collections.deque[ClientEventRead] = collections.deque()
+        self._events: collections.deque[_ReadEvent] = collections.deque()
         self.authenticated_as: str | None = None
         # What serverinfo shows: the greeting and the capabilities seen before TLS.
         self.greeting: Reply | None = None

@@ -9,7 +9,9 @@ Drive it like h11 with h2's output buffer::
     sock.sendall(client.data_to_send())       # after every send and every next_event
 
 Every reply carries ``command``: the command it answers, matched in order, so a
-PIPELINING batch ``MAIL, RCPT..., DATA`` can be written at once (RFC 2920).
+PIPELINING batch ``MAIL, RCPT..., DATA`` can be written at once (RFC 2920):
+``send_all`` queues such a group in one call, and ``next_events`` returns every
+reply the buffered bytes complete, each checked as ``next_event`` checks it.
 What may be sent when is decided by :mod:`mailhop.proto.smtp._state` alone.
 
 The core enforces the rules a careless caller could break: no command argument
