@@ -358,6 +358,75 @@ def test_the_next_transaction_may_follow_the_end_of_data_with_pipelining() -> No
     assert client.data_to_send() == b"two\r\n.\r\n"
 
 
+def test_send_all_queues_what_sends_one_by_one_would() -> None:
+    def group() -> list[MailFrom | RcptTo | Data]:
+        return [MailFrom(address="a@x.test", size=10), RcptTo(address="b@x.test"), Data()]
+
+    one_by_one, grouped = ready_client(), ready_client()
+    for command in group():
+        one_by_one.send(command)
+    grouped.send_all(group())
+    assert grouped.data_to_send() == one_by_one.data_to_send()
+    assert grouped.outstanding == one_by_one.outstanding
+    assert grouped.state is one_by_one.state is ClientState.DATA
+    # A refused command: those before it stay queued, the connection is in ERROR.
+    client = ready_client()
+    with pytest.raises(LocalProtocolError, match="before earlier replies"):
+        client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data(), Rset()])
+    assert client.state is ClientState.ERROR
+    assert client.data_to_send() == b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n"
+
+
+def test_next_events_reads_a_pipelined_group_in_one_call() -> None:
+    client = ready_client()
+    assert client.next_events() == []  # nothing buffered: more bytes are needed
+    client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data()])
+    client.receive_data(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 early")
+    replies: list[Any] = client.next_events()
+    assert [(r.code, type(r.command)) for r in replies] == [
+        (250, MailFrom), (250, RcptTo), (354, Data),
+    ]  # fmt: skip
+    assert client.state is ClientState.SEND_BODY
+    # A reply that ends the session ends the list; nothing after it is read.
+    client = ready_client()
+    client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test")])
+    client.receive_data(b"250 ok\r\n421 4.3.2 bye\r\n")
+    closing: list[Any] = client.next_events()
+    assert [r.code for r in closing] == [250, 421]
+    assert client.state is ClientState.CLOSED
+    client.receive_data(b"")
+    assert [type(event) for event in client.next_events()] == [ConnectionClosed]
+
+
+def test_next_events_returns_the_replies_before_a_fault_then_raises_it() -> None:
+    # The reply to an end of data decides whether a message is delivered: one
+    # that arrived before a broken line must reach the caller.
+    client = ready_client()
+    client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test")])
+    client.receive_data(b"250 ok\r\n354 not a reply to RCPT\r\n250 ok\r\n")
+    [mail_reply] = client.next_events()
+    assert isinstance(mail_reply, Reply) and mail_reply.code == 250
+    assert client.state is ClientState.RCPT
+    with pytest.raises(RemoteProtocolError, match="unexpected reply 354 to RcptTo"):
+        client.next_events()
+    assert client.state is ClientState.ERROR
+    with pytest.raises(LocalProtocolError, match="ERROR state"):
+        client.next_events()
+
+
+def test_groups_end_where_rfc_2920_says_as_replies_arrive() -> None:
+    client = ready_client()
+    client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data()])
+    feed(client, b"250 ok\r\n250 ok\r\n")
+    with pytest.raises(LocalProtocolError, match="before earlier replies"):
+        client.send(Rset())  # DATA is still outstanding, and ends its group
+    client = ready_client()
+    client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data()])
+    feed(client, b"250 ok\r\n250 ok\r\n554 no\r\n")
+    client.send_all([Rset(), MailFrom(address="a@x.test")])  # nothing ends a group now
+    assert client.data_to_send().endswith(b"RSET\r\nMAIL FROM:<a@x.test>\r\n")
+
+
 def test_without_pipelining_the_end_of_data_is_answered_first() -> None:
     client = ready_client(b"250 mx.test\r\n")
     client.send(MailFrom(address="a@x.test"))

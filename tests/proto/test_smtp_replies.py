@@ -128,6 +128,8 @@ REPLY_SEPARATORS = [b" ", b"-", b""]
 REPLY_TEXT = [
     b"Ok", b"queued as 1234", b" ", b"2.1.0 ", b"5.7.1 ", b"\t", b"\xc3\xa9", b"\xff", b"\x00",
     b"\x08", b"\x1f", b"\x7f", b"\r", b"\n",
+    # Enhanced statuses at the edges: alone, of class 3 (none is), too many digits.
+    b"2.0.0", b"4.4.1", b"3.0.0 ", b"2.0.1000 ", b"5.100.1",
 ]  # fmt: skip
 
 

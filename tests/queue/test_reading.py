@@ -9,6 +9,10 @@ whichever way the runner read it, including records older than the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -106,3 +110,40 @@ def test_an_altered_message_is_caught_either_way(
         report = run(spool, connections=1)
     assert report.quarantined == (entry_id,)
     assert collector.messages == []
+
+
+def test_reads_leave_access_times_alone_and_work_on_files_of_others() -> None:
+    # O_NOATIME (Linux) is the file owner's: a runner reading someone else's
+    # file (root's, from another user) must still read it, without the flag.
+    if not hasattr(os, "O_NOATIME") or os.geteuid() != 0:
+        pytest.skip("needs Linux's O_NOATIME and root, to read as another user")
+    # Outside tmp_path: the other user must be able to reach it (pytest's base
+    # directory is private).
+    with tempfile.TemporaryDirectory(dir="/tmp") as reachable:
+        os.chmod(reachable, 0o755)  # noqa: S103 - another user must reach it
+        theirs = Path(reachable) / "theirs"
+        theirs.write_bytes(b"readable by all")
+        theirs.chmod(0o644)
+        _check_reads(theirs)
+
+
+def _check_reads(theirs: Path) -> None:
+    reader = (
+        "import os, sys\n"
+        "from mailhop.queue.spool import _open_for_reading\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        f"descriptor = _open_for_reading({str(theirs)!r}, os.O_RDONLY)\n"
+        "sys.stdout.write(os.read(descriptor, 100).decode())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", reader], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "readable by all"
+    # As the owner, the flag is taken: the first read of a fresh file leaves atime.
+    os.utime(theirs, ns=(0, os.stat(theirs).st_mtime_ns))
+    descriptor = spool_module._open_for_reading(str(theirs), os.O_RDONLY)
+    try:
+        os.read(descriptor, 100)
+    finally:
+        os.close(descriptor)
+    assert os.stat(theirs).st_atime_ns == 0

@@ -255,3 +255,52 @@ def test_no_new_connection_after_one_lost_with_a_message_in_flight_defers_the_ne
     later = spool.load(second)
     assert later.recipients[0].attempts == 0 and later.attempts == 1
     assert "closed the connection" in (later.last_error or "")
+
+
+@pytest.mark.parametrize("taken_locally", [True, False], ids=["local-done", "local-pending"])
+def test_a_message_in_flight_accepted_whole_is_dequeued_only_if_nothing_else_waits(
+    scripted: Any, tmp_path: Path, taken_locally: bool
+) -> None:
+    # The first message also has a LOCAL recipient: the server's 250 for its relay
+    # recipient ends the entry only when local delivery took the local one.
+    server = scripted([
+        *GREETING, *PIPELINING_EHLO,
+        *ENVELOPE, Send(GO_AHEAD), ReadData(),
+        *ENVELOPE, Send(QUEUED + GO_AHEAD), ReadData(),
+        Send(QUEUED), *BYE,
+    ])  # fmt: skip
+    config = write_config(tmp_path, server.port, ACCOUNT_TIMEOUT, queue="always")
+    spool = Spool(str(tmp_path / "queue"))
+    mixed, plain = (
+        spool.enqueue(
+            [make_message(f"pipe-{index}").replace(b"\n", b"\r\n")],
+            sender=SENDER,
+            recipients=recipients,
+            account="default",
+            config_file=str(config),
+        ).id
+        for index, recipients in enumerate(
+            [
+                [("r0@example.test", Route.RELAY), ("root", Route.LOCAL)],
+                [("r1@example.test", Route.RELAY)],
+            ]
+        )
+    )
+    taken: list[str] = []
+
+    def local_delivery(entry: Any, local: Sequence[Any], content: bytes) -> list[str]:
+        taken.extend(state.address for state in local)
+        return [state.address for state in local] if taken_locally else []
+
+    report = run(spool, connections=1, local_delivery=local_delivery)
+    assert server.wait(0).script_finished and taken == ["root"]
+    assert plain not in spool.ids()
+    if taken_locally:
+        assert (report.delivered, report.deferred) == (2, 0) and spool.ids() == []
+        return
+    assert (report.delivered, report.deferred) == (1, 1) and spool.ids() == [mixed]
+    statuses = {state.address: state.status for state in spool.load(mixed).recipients}
+    assert statuses == {
+        "r0@example.test": RecipientStatus.DELIVERED,
+        "root": RecipientStatus.PENDING,
+    }

@@ -18,7 +18,8 @@ reports each refusal with its reply.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import collections
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, NamedTuple, cast
 
 from mailhop.config import Account, Auth, Protocol, get_password
@@ -36,8 +37,8 @@ from mailhop.net.tls import TLSPolicy, account_tls_settings, client_policy
 from mailhop.net.transport import Endpoint, Transport, open_connection
 from mailhop.proto import sasl
 from mailhop.proto.errors import ProtocolError, RemoteProtocolError
+from mailhop.proto.smtp import Auth as AuthCommand
 from mailhop.proto.smtp import (
-    NEED_DATA,
     ClientConnection,
     ClientState,
     Command,
@@ -55,7 +56,6 @@ from mailhop.proto.smtp import (
     StartTLS,
     TLSUpgradeRequired,
 )
-from mailhop.proto.smtp import Auth as AuthCommand
 from mailhop.proto.smtp.capabilities import Capabilities
 
 # How much one read may take from the socket. A reply line is capped by the core
@@ -75,6 +75,12 @@ _DATA_GO_AHEAD = 354
 
 # Core states after which the connection carries nothing more (a 421, a broken rule).
 _SESSION_OVER = frozenset({ClientState.CLOSED, ClientState.ERROR})
+
+# Commands without arguments are immutable values: one of each serves every message.
+_DATA = Data()
+_END_OF_DATA = EndOfData()
+
+_ReadEvent = Reply | TLSUpgradeRequired | ConnectionClosed
 
 Transcript = Callable[[str], None]
 DsnNotify = Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"]
@@ -158,8 +164,13 @@ class SmtpSession:
         self._transcript = transcript
         self._transport: Transport | None = None
         self._core = ClientConnection(
-            tls_active=False, allow_plaintext_auth=account.allow_plaintext_auth
+            tls_active=False,
+            allow_plaintext_auth=account.allow_plaintext_auth,
+            keep_transcript=transcript is not None,
         )
+        # Events the core has read and the dialogue has not asked for yet, oldest
+        # first: the replies to a pipelined group arrive, and are parsed, together.
+        self._events: collections.deque[_ReadEvent] = collections.deque()
         self.authenticated_as: str | None = None
         # What serverinfo shows: the greeting and the capabilities seen before TLS.
         self.greeting: Reply | None = None
@@ -467,29 +478,29 @@ class SmtpSession:
         notify = _dsn_notify(account.dsn_notify)
         pipelining = capabilities.pipelining
         transaction = Transaction(envelope=envelope, message=message, pipelined=pipelining)
-        self._command(
-            MailFrom(
-                address=envelope.sender,
-                size=message.size if capabilities.size is not None else None,
-                body="8BITMIME" if message.body_8bitmime else None,
-                smtputf8=envelope.smtputf8,
-                ret=account.dsn_return.value if account.dsn_return else None,
-            ),
-            flush=not pipelining,
+        mail = MailFrom(
+            address=envelope.sender,
+            size=message.size if capabilities.size is not None else None,
+            body="8BITMIME" if message.body_8bitmime else None,
+            smtputf8=envelope.smtputf8,
+            ret=account.dsn_return.value if account.dsn_return else None,
         )
-        if not pipelining:
-            transaction.mail_reply = mail_reply = self._read_reply(self.timeouts.mail)
-            if not mail_reply.is_positive:
-                self._reset()
-                self._expect_ok(mail_reply, "sender", envelope.sender)
-        for recipient in envelope.recipients:
-            self._command(RcptTo(address=recipient, notify=notify), flush=not pipelining)
-            if not pipelining:
-                transaction.note_recipient(recipient, self._read_reply(self.timeouts.rcpt))
         if pipelining:
-            self._command(Data(), flush=False)
-        elif transaction.accepted:
-            self._command(Data())
+            # One group, queued in one call; it leaves with the next flush.
+            recipients = [RcptTo(address=address, notify=notify) for address in envelope.recipients]
+            self._commands([mail, *recipients, _DATA])
+            return transaction
+        # Without PIPELINING, each reply is read before the next command goes.
+        self._command(mail)
+        transaction.mail_reply = mail_reply = self._read_reply(self.timeouts.mail)
+        if not mail_reply.is_positive:
+            self._reset()
+            self._expect_ok(mail_reply, "sender", envelope.sender)
+        for recipient in envelope.recipients:
+            self._command(RcptTo(address=recipient, notify=notify))
+            transaction.note_recipient(recipient, self._read_reply(self.timeouts.rcpt))
+        if transaction.accepted:
+            self._command(_DATA)
             transaction.data_reply = self._read_reply(self.timeouts.data_initiation)
         return transaction
 
@@ -575,8 +586,9 @@ class SmtpSession:
                 self._flush(self.timeouts.data_block)
                 parts, buffered = [], 0
         if parts:
-            self._core.send(DataChunk(data=b"".join(parts)))
-        self._command(EndOfData(), flush=False)
+            self._commands([DataChunk(data=b"".join(parts)), _END_OF_DATA])
+        else:
+            self._commands([_END_OF_DATA])
 
     def close(self) -> None:
         """Say QUIT (best effort) and close the connection."""
@@ -610,44 +622,61 @@ class SmtpSession:
         if flush:
             self._flush(self.timeouts.command)
 
+    def _commands(self, commands: Sequence[Command]) -> None:
+        """Queue several commands (a pipelined group, or content), without a flush."""
+        try:
+            self._core.send_all(commands)
+        except ProtocolError as error:
+            raise ProtocolViolationError(f"SMTP protocol error: {error}") from error
+
     def _flush(self, timeout: float) -> None:
         data = self._core.data_to_send()
-        self._log_sent()
+        if self._transcript is not None:
+            for line in self._core.pop_transcript():
+                self._transcript(f"--> {line}")
         if data:
             assert self._transport is not None  # noqa: S101 - only called while open
             self._transport.send_all(data, timeout=timeout)
 
-    def _log_sent(self) -> None:
-        if self._transcript is not None:
-            for line in self._core.pop_transcript():
-                self._transcript(f"--> {line}")
-        else:
-            self._core.pop_transcript()
-
     def _read_event(self, timeout: float) -> Reply | TLSUpgradeRequired:
+        """The next event: one the core has read already, else one from the server."""
+        events = self._events
+        if not events:
+            self._receive_events(timeout)
+        event = events.popleft()
+        if isinstance(event, ConnectionClosed):
+            raise ConnectionDroppedError("the server closed the connection unexpectedly")
+        if self._transcript is not None and isinstance(event, Reply):
+            for line in reply_lines(event):
+                self._transcript(f"<-- {line}")
+        return event
+
+    def _receive_events(self, timeout: float) -> None:
+        """Send what is queued, then read until the core has events (in ``_events``)."""
         if self._core.has_data_to_send:  # a pipelined batch has several replies to read
             self._flush(timeout)
         assert self._transport is not None  # noqa: S101 - only called while open
         while True:
             try:
-                event = self._core.next_event()
+                events = self._core.next_events()
             except RemoteProtocolError as error:
                 raise ProtocolViolationError(
                     f"the server broke the SMTP protocol: {error}"
                 ) from error
             except ProtocolError as error:
                 raise ProtocolViolationError(f"SMTP protocol error: {error}") from error
-            if event is NEED_DATA:
-                self._core.receive_data(self._transport.receive(READ_CHUNK_SIZE, timeout=timeout))
-                continue
-            if isinstance(event, ConnectionClosed):
-                raise ConnectionDroppedError("the server closed the connection unexpectedly")
-            if self._transcript is not None and isinstance(event, Reply):
-                for line in reply_lines(event):
-                    self._transcript(f"<-- {line}")
-            return event
+            if events:
+                self._events.extend(events)
+                return
+            self._core.receive_data(self._transport.receive(READ_CHUNK_SIZE, timeout=timeout))
 
     def _read_reply(self, timeout: float) -> Reply:
+        events = self._events
+        if events and self._transcript is None and type(first := events[0]) is Reply:
+            # The common case (a reply already read, no transcript), in one step:
+            # a queue run reads four replies per message.
+            events.popleft()
+            return first
         event = self._read_event(timeout)
         if not isinstance(event, Reply):
             raise ProtocolViolationError("unexpected TLS upgrade request")
@@ -668,6 +697,7 @@ class SmtpSession:
         """Close the connection at once, without QUIT (its state is unknown, or the
         server waits for content that must not be sent)."""
         transport, self._transport = self._transport, None
+        self._events.clear()  # read from the connection now closed: never answers
         if transport is not None:
             transport.close()
 

@@ -346,19 +346,24 @@ class Transport:
         SO_SNDTIMEO bounds each send; after a partial send, the next one gets only
         what is left of the deadline (a peer that drains slowly cannot stretch it).
         """
+        if timeout != self._send_timeout:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+            self._send_timeout = timeout
         deadline = time.monotonic() + timeout
+        sent = sock.send(data)
+        if sent >= len(data):
+            return  # all at once, as nearly every write of a few KiB goes
         view = memoryview(data)
-        sent = 0
         while True:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise TimeoutError("the send deadline passed")
             if timeout != self._send_timeout:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
                 self._send_timeout = timeout
             sent += sock.send(view[sent:])
             if sent >= len(view):
                 return
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                raise TimeoutError("the send deadline passed")
 
     def _set_timeout(self, sock: socket.socket, timeout: float) -> None:
         if timeout != self._timeout:

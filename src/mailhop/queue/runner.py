@@ -50,12 +50,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple, TypeGuard
 
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
@@ -73,6 +74,7 @@ from mailhop.queue.spool import (
 
 if TYPE_CHECKING:  # without importing the delivery stack at module load
     from mailhop.config import Account
+    from mailhop.deliver.errors import ServerReplyError
     from mailhop.deliver.smtp import (
         Envelope,
         Outgoing,
@@ -83,6 +85,11 @@ if TYPE_CHECKING:  # without importing the delivery stack at module load
     from mailhop.proto.smtp.capabilities import Capabilities
     from mailhop.queue.bounce import FailedRecipient
     from mailhop.queue.reaper import Reaper
+
+# The Enum members tested for every message, as module names: reading one off its
+# class goes through the Enum metaclass's attribute hook (about 0.2 us on 3.11).
+_RELAY = Route.RELAY
+_PENDING = RecipientStatus.PENDING
 
 # Parallel connections per account, in total over all worker processes of a run:
 # enough to hide round trips, few enough not to look like abuse to a provider
@@ -501,56 +508,66 @@ class _Worker:
             self.complete(connection)
         finally:
             if connection.in_flight is not None:  # an unexpected error: as after a crash
-                connection.in_flight.lock.close()
+                connection.in_flight.claimed.release()
                 connection.in_flight = None
             self.drop_session(connection)
 
     def deliver_scanned(self, scanned: Scanned, connection: _Connection) -> None:
         """Claim one entry and attempt it; it may stay in flight, its lock held."""
-        dequeued = False
         try:
-            with contextlib.ExitStack() as lock:
-                claimed = lock.enter_context(self.spool.claim(scanned))
-                entry = claimed.entry  # fresh: another runner may have run
-                if entry.held or (not self.force and entry.next_attempt > self.now):
-                    return
-                if connection.broken is not None:
-                    self.defer_locked(entry, connection.broken, connection.account)
-                    return
-                dequeued = self.deliver_entry(claimed, connection, lock)
+            claimed = self.spool.claim(scanned)
         except EntryBusyError:
             self.tally.busy += 1
+            return
         except EntryNotFoundError:
             return
         except CorruptEntryError as error:
             _quarantine(self.spool, scanned.entry.id, str(error), self.tally, self.log)
+            return
+        dequeued = False
+        try:
+            entry = claimed.entry  # fresh: another runner may have run
+            if entry.held or (not self.force and entry.next_attempt > self.now):
+                return
+            if connection.broken is not None:
+                self.defer_locked(entry, connection.broken, connection.account)
+                return
+            dequeued = self.deliver_entry(claimed, connection)
+        finally:
+            in_flight = connection.in_flight
+            if in_flight is None or in_flight.claimed is not claimed:
+                claimed.release()
         if dequeued:  # committed, and its lock released: free its files
-            self.reap(scanned.entry.id)
+            self.reap(entry.id)
 
-    def deliver_entry(
-        self, claimed: Claimed, connection: _Connection, lock: contextlib.ExitStack
-    ) -> bool:
-        """Attempt one claimed entry (its lock in ``lock``, its message checked).
+    def deliver_entry(self, claimed: Claimed, connection: _Connection) -> bool:
+        """Attempt one claimed entry (locked, its message checked).
 
         Returns whether the entry was dequeued now. When its content went out, the
-        entry stays in flight instead (``lock`` is emptied into it): its final reply
-        is read once the next message's commands are sent (``complete``).
+        entry stays in flight instead, keeping its claim (the caller then leaves it
+        held): its final reply is read once the next message's commands are sent
+        (``complete``), and the claim released after.
         """
-        from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
-
-        entry, file, account = claimed.entry, claimed.message, connection.account
+        entry, account = claimed.entry, connection.account
         states = {state.address: state for state in entry.recipients}
+        pending = entry.pending
         if self.local_delivery is not None:
-            local = [s for s in entry.pending if s.route is Route.LOCAL]
+            local = [s for s in pending if s.route is Route.LOCAL]
             if local:
                 self.complete(connection)  # nothing waits on the wire meanwhile
+                file = claimed.message
                 delivered = set(self.local_delivery(entry, local, file.read()))
                 file.seek(0)
                 for address in delivered:
                     states[address] = states[address]._replace(status=RecipientStatus.DELIVERED)
-        relay = tuple(s.address for s in entry.pending if s.route is Route.RELAY)
+        relay = tuple(s.address for s in pending if s.route is _RELAY)
         if not relay:
-            return self.settle(entry, states, None, file, account)
+            return self.settle(entry, states, None, claimed, account)
+        # A recipient that stays pending whatever this server says (a LOCAL one
+        # that local delivery did not take): then a full acceptance is not the end.
+        pending_elsewhere = len(relay) != len(pending) and any(
+            states[s.address].status is _PENDING for s in pending if s.route is not _RELAY
+        )
         session = self.open_session(connection)
         if session is None:
             assert connection.broken is not None  # noqa: S101 - set when no session opens
@@ -575,27 +592,27 @@ class _Worker:
                     entry=entry,
                     states=states,
                     relay=relay,
-                    file=file,
-                    lock=lock.pop_all(),
+                    pending_elsewhere=pending_elsewhere,
+                    claimed=claimed,
                     transaction=transaction,
                 )
                 return False
             # No recipient accepted: nothing was sent, the refusals are the outcome.
             _record_outcome(states, session.finish(transaction))
             crash_point("queue.deliver.after-250")
-        except ServerReplyError as error:
-            # The whole transaction was refused: every relay recipient shares it.
-            failure = error
-            _record_failure(states, relay, error, error.code, error.lines)
-            if connection.session is not None and not connection.session.is_open:
-                self.drop_session(connection)
         except MailhopError as error:
-            # No reply at all (connection lost, timeout, TLS): code 0, our words.
             failure = error
-            _record_failure(states, relay, error, 0, (str(error),))
-            if sending:
-                self.drop_session(connection)
-        return self.settle(entry, states, failure, file, account)
+            if _is_refusal(error):
+                # The whole transaction was refused: every relay recipient shares it.
+                _record_failure(states, relay, error, error.code, error.lines)
+                if connection.session is not None and not connection.session.is_open:
+                    self.drop_session(connection)
+            else:
+                # No reply at all (connection lost, timeout, TLS): code 0, our words.
+                _record_failure(states, relay, error, 0, (str(error),))
+                if sending:
+                    self.drop_session(connection)
+        return self.settle(entry, states, failure, claimed, account)
 
     def begin(
         self, connection: _Connection, envelope: Envelope, outgoing: Outgoing
@@ -631,41 +648,53 @@ class _Worker:
 
     def complete(self, connection: _Connection) -> None:
         """Read the final reply of the message in flight, if any; settle it."""
-        from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
-
         in_flight, connection.in_flight = connection.in_flight, None
         if in_flight is None:
             return
         session = connection.session
         assert session is not None  # noqa: S101 - a message in flight has its session
         entry, states, relay = in_flight.entry, in_flight.states, in_flight.relay
-        with in_flight.lock:
+        with in_flight.claimed:
             failure: MailhopError | None = None
+            outcome: PerRecipientOutcome | None = None
             try:
-                _record_outcome(states, session.finish(in_flight.transaction))
+                outcome = session.finish(in_flight.transaction)
                 crash_point("queue.deliver.after-250")
-            except ServerReplyError as error:
-                failure = error
-                _record_failure(states, relay, error, error.code, error.lines)
             except MailhopError as error:
-                # No reply: the content may or may not have arrived; no 250, so the
-                # message stays queued (it may be sent twice, never lost).
                 failure = error
-                _record_failure(states, relay, error, 0, (str(error),))
-                session.abandon()
-            dequeued = self.settle(entry, states, failure, in_flight.file, connection.account)
+                if _is_refusal(error):
+                    _record_failure(states, relay, error, error.code, error.lines)
+                else:
+                    # No reply: the content may or may not have arrived; no 250, so
+                    # the message stays queued (it may be sent twice, never lost).
+                    _record_failure(states, relay, error, 0, (str(error),))
+                    session.abandon()
+            if (
+                outcome is not None
+                and len(outcome.accepted) == len(relay)
+                and not in_flight.pending_elsewhere
+            ):
+                # Every pending recipient accepted: nothing to record (a dequeue
+                # does not rewrite the record) and nothing for settle() to decide.
+                dequeued = self.dequeue(entry)
+            else:
+                if outcome is not None:
+                    _record_outcome(states, outcome)
+                dequeued = self.settle(
+                    entry, states, failure, in_flight.claimed, connection.account
+                )
         if dequeued:
             self.reap(entry.id)
 
     def open_session(self, connection: _Connection) -> SmtpSession | None:
         """The connection's open session, new after its message cap; None if it fails."""
-        from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
-
         if connection.session is not None and (
             connection.sent >= MAX_MESSAGES_PER_CONNECTION or not connection.session.is_open
         ):
             self.drop_session(connection)
         if connection.session is None:
+            from mailhop.deliver.smtp import SmtpSession  # noqa: PLC0415
+
             session = None
             try:
                 session = SmtpSession(connection.account)
@@ -692,7 +721,7 @@ class _Worker:
         entry: Entry,
         states: dict[str, RecipientState],
         failure: MailhopError | None,
-        file: IO[bytes],
+        claimed: Claimed,
         account: Account,
     ) -> bool:
         """Bounce what failed, then update or dequeue the entry (its lock held).
@@ -736,14 +765,11 @@ class _Worker:
                 )
                 for r in newly_failed
             ]
-            self.bounce(entry, failed, read_header_block(file), account)
+            self.bounce(entry, failed, read_header_block(claimed.message), account)
         if newly_failed:
             self.tally.bounced += len(newly_failed)
         if all(r.status is not RecipientStatus.PENDING for r in recipients):
-            self.spool.commit_removal(entry.id)
-            crash_point("queue.deliver.after-remove")
-            self.tally.delivered += 1
-            return True
+            return self.dequeue(entry)
         delay = retry_delay(
             attempts, minimum=account.queue_retry_min, maximum=account.queue_retry_max
         )
@@ -753,12 +779,19 @@ class _Worker:
                 attempts=attempts,
                 next_attempt=self.now + delay,
                 last_error=_describe(failure, recipients),
-                delay_warned=self.warn_if_delayed(entry, recipients, file, account),
+                delay_warned=self.warn_if_delayed(entry, recipients, claimed.message, account),
             )
         )
         crash_point("queue.deliver.after-update")
         self.tally.deferred += 1
         return False
+
+    def dequeue(self, entry: Entry) -> bool:
+        """Commit the removal of an entry with nothing pending (its lock held)."""
+        self.spool.commit_removal(entry.id)
+        crash_point("queue.deliver.after-remove")
+        self.tally.delivered += 1
+        return True
 
     def bounce(
         self, entry: Entry, failed: list[FailedRecipient], head: bytes, account: Account
@@ -885,8 +918,7 @@ def _wire_form(
     claimed: Claimed, relay: tuple[str, ...], capabilities: Capabilities
 ) -> contextlib.AbstractContextManager[tuple[Envelope, Outgoing]]:
     """The envelope and the content of a claimed entry as they go to this server."""
-    from mailhop.deliver.smtp import Envelope, Outgoing  # noqa: PLC0415
-
+    envelope_type, outgoing_type = _wire_records()
     entry = claimed.entry
     envelope_needs_smtputf8 = not entry.sender.isascii() or any(
         not address.isascii() for address in relay
@@ -898,11 +930,29 @@ def _wire_form(
         # generator, its frame and its exit cost a few microseconds per message).
         return contextlib.nullcontext(
             (
-                Envelope(sender=entry.sender, recipients=relay),
-                Outgoing(chunks=(claimed.content,), size=len(claimed.content)),
+                envelope_type(sender=entry.sender, recipients=relay),
+                outgoing_type(chunks=(claimed.content,), size=len(claimed.content)),
             )
         )
     return _fitted_wire_form(claimed, relay, capabilities, envelope_needs_smtputf8)
+
+
+@functools.cache
+def _wire_records() -> tuple[type[Envelope], type[Outgoing]]:
+    """The delivery stack's Envelope and Outgoing, imported on first use (this
+    module does not load that stack) and then kept: an import statement run for
+    every message costs about a microsecond, even of a module already loaded."""
+    from mailhop.deliver.smtp import Envelope, Outgoing  # noqa: PLC0415
+
+    return Envelope, Outgoing
+
+
+def _is_refusal(error: MailhopError) -> TypeGuard[ServerReplyError]:
+    """The server refused with a reply (the error carries its code and lines), as
+    opposed to a failure without one; imported only on these failure paths."""
+    from mailhop.deliver.errors import ServerReplyError  # noqa: PLC0415
+
+    return isinstance(error, ServerReplyError)
 
 
 @contextlib.contextmanager
@@ -944,8 +994,8 @@ class _InFlight(NamedTuple):
     entry: Entry
     states: dict[str, RecipientState]
     relay: tuple[str, ...]
-    file: IO[bytes]  # its checked message (for a bounce's header block)
-    lock: contextlib.ExitStack  # holds its claim until it is settled
+    pending_elsewhere: bool  # a recipient this server cannot deliver is still pending
+    claimed: Claimed  # its lock and checked message, held until it is settled
     transaction: Transaction
 
 

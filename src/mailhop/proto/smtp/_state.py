@@ -42,6 +42,7 @@ from mailhop.proto.smtp.events import (
 __all__ = [
     "ALLOWED_BEFORE_TLS",
     "CLIENT_TRANSITIONS",
+    "ENDS_GROUP",
     "POSITIVE_REPLIES",
     "SERVER_COMMANDS",
     "SERVER_TRANSITIONS",
@@ -160,11 +161,24 @@ CLIENT_TRANSITIONS: dict[ClientState, dict[ClientInput, ClientState]] = {
 _GROUP_CONTINUES = frozenset({_I.SEND_RSET, _I.SEND_MAIL, _I.SEND_RCPT, _I.SEND_END_OF_DATA})
 
 
-def may_pipeline(outstanding: list[ClientInput], *, pipelining: bool) -> bool:
-    """Whether a command may be sent while ``outstanding`` commands await replies."""
+# The commands that end a group: nothing may follow them before their reply
+# (message content, never outstanding itself, is in neither set).
+ENDS_GROUP = frozenset({
+    _I.SEND_EHLO, _I.SEND_HELO, _I.SEND_STARTTLS, _I.SEND_AUTH, _I.SEND_DATA,
+    _I.SEND_NOOP, _I.SEND_QUIT,
+})  # fmt: skip
+
+
+def may_pipeline(outstanding: int, group_enders: int, *, pipelining: bool) -> bool:
+    """Whether a command may be sent while ``outstanding`` commands await replies,
+    ``group_enders`` of them in :data:`ENDS_GROUP`.
+
+    Counts, not the commands: the client keeps both as it sends and as replies
+    arrive, so the check costs the same however long a pipelined group grows.
+    """
     if not outstanding:
         return True
-    return pipelining and all(sent in _GROUP_CONTINUES for sent in outstanding)
+    return pipelining and not group_enders
 
 
 class ServerState(_IdentityHashedEnum):

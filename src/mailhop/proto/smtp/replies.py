@@ -44,8 +44,15 @@ _REPLY_LINE = re.compile(rb"([2-5][0-5][0-9])([- ]?)(.*)", re.DOTALL)
 # textstring = 1*(%d09 / %d32-126), widened to 8-bit for SMTPUTF8 (RFC 6531 §3.7.4.2).
 _FORBIDDEN_IN_TEXT = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # The common case in one match: a whole one-line reply (code, space, textstring,
-# CRLF), with every rule above checked at once. Anything else takes the long way.
-_ONE_LINE_REPLY = re.compile(rb"([2-5][0-5][0-9]) ([\t\x20-\x7e\x80-\xff]*)\r\n")
+# CRLF), with every rule above checked at once, and its enhanced status split off
+# when it has one whose class (2, 4 or 5) is the code's first digit (the back
+# reference).
+# Groups: code, class, status (or None), text. Anything else takes the long way.
+_ONE_LINE_REPLY = re.compile(
+    rb"(([2-5])[0-5][0-9]) "
+    rb"(?:(?=[245])(\2\.\d{1,3}\.\d{1,3})(?: |(?=\r\n)))?"
+    rb"([\t\x20-\x7e\x80-\xff]*)\r\n"
+)
 
 
 class ReplyParser:
@@ -68,7 +75,13 @@ class ReplyParser:
         its last line (the client passes the oldest outstanding command).
         """
         if self._code is None and (one_line := _ONE_LINE_REPLY.fullmatch(line)) is not None:
-            return _build_one_line(int(one_line[1]), one_line[2], command)
+            code, _, status, text = one_line.groups()
+            return Reply(
+                code=int(code),
+                lines=(text.decode("utf-8", "surrogateescape"),),
+                enhanced_status=None if status is None else status.decode("ascii"),
+                command=command,
+            )
         return self.feed_line_checked(line, command=command)
 
     def feed_line_checked(self, line: bytes, *, command: Command | None = None) -> Reply | None:
@@ -115,22 +128,6 @@ def _build(code: int, texts: list[bytes], command: Command | None) -> Reply:
         code=code,
         lines=tuple(lines),
         enhanced_status=None if status is None else status.decode("ascii"),
-        command=command,
-    )
-
-
-def _build_one_line(code: int, text: bytes, command: Command | None) -> Reply:
-    """``_build`` for a reply of one line (nearly every reply but EHLO's), without
-    the list and the loop: a queue run parses four replies per message."""
-    match = _ENHANCED_STATUS.match(text)
-    if match is None or int(match[1]) != code // 100:
-        return Reply(code=code, lines=(text.decode("utf-8", "surrogateescape"),), command=command)
-    status = match[0].rstrip(b" ")
-    # The match ends at a space or at the end of the text: the status is split off.
-    return Reply(
-        code=code,
-        lines=(text[len(status) + 1 :].decode("utf-8", "surrogateescape"),),
-        enhanced_status=status.decode("ascii"),
         command=command,
     )
 
