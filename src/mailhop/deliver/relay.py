@@ -12,8 +12,9 @@ Message-ID and Date it will keep through every retry.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from mailhop._records import NamedTuple
 from mailhop.config import Account, QueueMode
 from mailhop.deliver.submit import Receipt, header_settings, submit
 from mailhop.errors import ExitCode, MailhopError

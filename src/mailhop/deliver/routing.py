@@ -19,8 +19,9 @@ from __future__ import annotations
 import _socket
 import functools
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from mailhop._records import NamedTuple
 from mailhop.deliver.errors import DeliveryError
 from mailhop.errors import ExitCode, MailhopError
 from mailhop.message import Address, Recipients

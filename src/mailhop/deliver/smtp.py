@@ -19,8 +19,9 @@ reports each refusal with its reply.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Literal, NamedTuple, cast
+from typing import Literal, cast
 
+from mailhop._records import NamedTuple
 from mailhop.config import Account, Auth, Protocol, get_password
 from mailhop.deliver.errors import (
     AuthenticationRefusedError,

@@ -9,8 +9,9 @@ sender and recipients, it rewrites the headers as the account says, opens an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from mailhop._records import NamedTuple
 from mailhop.config import Account, HeaderPolicy
 from mailhop.config import ToHeader as ConfigToHeader
 from mailhop.message import (

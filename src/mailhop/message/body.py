@@ -12,8 +12,9 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
+from mailhop._records import NamedTuple
 from mailhop.errors import ExitCode
 from mailhop.message.errors import MessageError
 

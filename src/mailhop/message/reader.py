@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
+from mailhop._records import NamedTuple
 from mailhop.message.body import CHUNK_OCTETS, BodyScan, Spool
 from mailhop.message.errors import HeaderBlockTooLargeError, MalformedMessageError
 from mailhop.message.headers import HeaderBlock, HeaderField, header_name_length

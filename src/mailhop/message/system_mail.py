@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.message.addresses import Address, parse_address_list
 from mailhop.message.errors import AddressError
 from mailhop.message.headers import HeaderBlock, HeaderField

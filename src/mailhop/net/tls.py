@@ -17,8 +17,9 @@ import hashlib
 import hmac
 import re
 import ssl
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from mailhop._records import NamedTuple
 from mailhop.net.errors import (
     CertificateError,
     ConnectionLostError,

@@ -22,8 +22,9 @@ import struct
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
+from mailhop._records import NamedTuple
 from mailhop.errors import ExitCode
 from mailhop.net import tls as tls_module
 from mailhop.net.errors import (

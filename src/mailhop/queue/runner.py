@@ -54,8 +54,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING
 
+from mailhop._records import NamedTuple
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.faults import crash_point
 from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError

@@ -45,8 +45,9 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, BinaryIO, NamedTuple, Protocol
+from typing import Any, BinaryIO, Protocol
 
+from mailhop._records import NamedTuple
 from mailhop.errors import UsageError
 from mailhop.faults import crash_point
 from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError
