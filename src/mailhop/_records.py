@@ -19,10 +19,9 @@ typing's class form::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 __all__ = ["NamedTuple"]
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     from typing import Any, NamedTuple
 else:

@@ -45,7 +45,6 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, BinaryIO, Protocol
 
 from mailhop._records import NamedTuple
 from mailhop.errors import UsageError
@@ -57,6 +56,10 @@ from mailhop.store.durable import (
     write_atomically,
 )
 from mailhop.store.errors import StoreError
+
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Protocol
 
 # The record layout this code reads and writes; any other version is quarantined,
 # never guessed at.
@@ -245,12 +248,15 @@ def check_id(text: str) -> str:
     return text
 
 
-class _Sha256(Protocol):
-    """A SHA-256 in progress, from hashlib or from the interpreter's own module."""
+# For mypy only: a Protocol class needs typing at run time (see TYPE_CHECKING above).
+if TYPE_CHECKING:
 
-    def update(self, data: bytes, /) -> None: ...
+    class _Sha256(Protocol):
+        """A SHA-256 in progress, from hashlib or from the interpreter's own module."""
 
-    def hexdigest(self) -> str: ...
+        def update(self, data: bytes, /) -> None: ...
+
+        def hexdigest(self) -> str: ...
 
 
 def _openssl_sha256() -> _Sha256:
