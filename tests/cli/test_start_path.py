@@ -67,6 +67,9 @@ LOCAL_DELIVERY = (
 # The value records on the enqueue path are NamedTuples (docs/CONVENTIONS.md): the
 # dataclasses module costs its import and, with it, inspect, ast, dis and tokenize.
 DATACLASS_MACHINERY = ("dataclasses", "inspect", "ast", "dis", "tokenize")
+# A connection with tls off and no AUTH: OpenSSL's modules load only for TLS (net/tls.py)
+# and for CRAM-MD5 or SCRAM (proto/sasl.py).
+PLAIN_CONNECTION = ("ssl", "_ssl", "hashlib", "_hashlib", "hmac")
 # Talking to a server: TLS, the transport, the protocol cores, password sources.
 SMTP_CLIENT = (
     "ssl",
@@ -169,7 +172,15 @@ def test_direct_send_loads_no_spool_alias_or_log_code(tmp_path: Path) -> None:
         assert status == 0, stderr
         assert [envelope.recipients for envelope in server.envelopes] == [("someone@example.org",)]
     assert "mailhop.deliver.smtp" in modules
-    never = (*NEVER, *LOCAL_DELIVERY, "mailhop.queue.spool", "mailhop.deliver.log")
+    never = (
+        *NEVER,
+        *LOCAL_DELIVERY,
+        "mailhop.queue.spool",
+        "mailhop.deliver.log",
+        *PLAIN_CONNECTION,
+        # The SMTP events and Capabilities are mailhop.proto._event.Events.
+        *DATACLASS_MACHINERY,
+    )
     assert loaded_of(modules, never) == []
 
 
@@ -232,6 +243,10 @@ def test_queue_run_loads_only_what_delivering_needs(tmp_path: Path) -> None:
         "shutil",  # argparse's terminal width
         "bz2",
         "lzma",
+        # tls off: the message's checksum is SHA-256 (spool.py), hmac is not needed.
+        "ssl",
+        "_ssl",
+        "hmac",
     )
     assert loaded_of(modules, never) == []
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import enum
 import math
 import socket
-import ssl
 import struct
+import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -212,7 +212,7 @@ class Transport:
         # which alternates reading and writing with different timeouts, would
         # switch it (an ioctl) at almost every call. TLS sockets keep Python's
         # timeout: an SSL read may need a write, and the reverse.
-        self._kernel_timeouts = not isinstance(sock, ssl.SSLSocket)
+        self._kernel_timeouts = not _is_tls(sock)
         self._receive_timeout: float | None = None  # what SO_RCVTIMEO holds
         self._send_timeout: float | None = None  # what SO_SNDTIMEO holds
         if self._kernel_timeouts:
@@ -296,7 +296,7 @@ class Transport:
         """
         _check_timeout(timeout)
         sock = self._open_socket()
-        if isinstance(sock, ssl.SSLSocket):
+        if _is_tls(sock):
             raise RuntimeError("start_tls on a connection that already uses TLS")
         try:
             sock.setblocking(False)
@@ -431,8 +431,17 @@ def _check_timeout(timeout: float) -> None:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
 
 
+def _is_tls(sock: socket.socket) -> bool:
+    # ssl is imported by mailhop.net.tls for a TLS connection only; until it is, no
+    # socket can be an SSLSocket (and no error an SSLError), so a plain connection
+    # never loads it.
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
 def _reason(error: OSError) -> str:
-    if isinstance(error, ssl.SSLError):
+    ssl = sys.modules.get("ssl")  # see _is_tls
+    if ssl is not None and isinstance(error, ssl.SSLError):
         return f"TLS error {tls_module.ssl_reason(error)}"
     return error.strerror or str(error) or type(error).__name__
 
