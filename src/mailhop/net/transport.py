@@ -133,10 +133,14 @@ class ConnectionInfo(NamedTuple):
         )
 
 
+# RFC 1035 §2.3.4: a label of a domain name is at most 63 octets.
+MAX_LABEL_OCTETS = 63
+
+
 def resolve_host(host: str, port: int) -> list[tuple[socket.AddressFamily, SocketAddress]]:
     """All TCP addresses of ``host`` in the resolver's order (RFC 6724 via gai.conf)."""
     try:
-        results = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        results = socket.getaddrinfo(_lookup_name(host), port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         if error.errno in _NO_SUCH_HOST:
             raise HostNotFoundError(
@@ -148,6 +152,20 @@ def resolve_host(host: str, port: int) -> list[tuple[socket.AddressFamily, Socke
     except UnicodeError as error:
         raise HostNotFoundError(f"{host!r} is not a valid host name") from error
     return [(family, address) for family, _type, _proto, _name, address in results]
+
+
+def _lookup_name(host: str) -> str | bytes:
+    # An ASCII name whose labels the idna codec accepts (1-63 octets, RFC 1035 §2.3.4;
+    # the last may be empty) is its own IDNA form (RFC 3490 §4.1): as bytes,
+    # getaddrinfo does not load that codec (encodings.idna, stringprep, unicodedata)
+    # on every run's first connection. Anything else goes as str, for the codec to
+    # encode or refuse as before.
+    if host.isascii():
+        *labels, last = host.split(".")
+        inner_labels_fit = all(0 < len(label) <= MAX_LABEL_OCTETS for label in labels)
+        if inner_labels_fit and len(last) <= MAX_LABEL_OCTETS:
+            return host.encode("ascii")
+    return host
 
 
 def open_connection(
