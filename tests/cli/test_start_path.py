@@ -255,6 +255,27 @@ def test_queue_run_loads_only_what_delivering_needs(tmp_path: Path) -> None:
     assert loaded_of(modules, never) == []
 
 
+def test_an_empty_queue_run_loads_no_delivery_code(tmp_path: Path) -> None:
+    # Timers start a runner every few minutes, and mostly the queue is empty: it reads
+    # the configuration and lists the spool, and needs no connection, no TLS, and
+    # none of typing (TYPE_CHECKING = False, docs/CONVENTIONS.md).
+    config = write_msmtprc(tmp_path, 9, "tls off", "queue always")
+    status, modules, stderr = loaded_modules(config, "run", command=("mailhop", "queue"))
+    assert status == 0, stderr
+    assert "mailhop.queue.runner" in modules
+    never = (
+        *(name for name in NEVER if name != "mailhop.queue.runner"),
+        *LOCAL_DELIVERY,
+        *SMTP_CLIENT,
+        *DATACLASS_MACHINERY,
+        "typing",
+        "socket",
+        "hashlib",
+        "_hashlib",
+    )
+    assert loaded_of(modules, never) == []
+
+
 def test_the_check_sees_a_module_and_its_submodules() -> None:
     # Guard against a vacuous pass: a prefix names the package and what is inside.
     modules = {"mailhop.net", "mailhop.net.tls", "mailhop.network", "ssl"}

@@ -53,7 +53,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, TYPE_CHECKING
 
 from mailhop._records import NamedTuple
 from mailhop.errors import ConfigError, MailhopError
@@ -70,7 +69,10 @@ from mailhop.queue.spool import (
     Spool,
 )
 
+TYPE_CHECKING = False  # not typing's: an empty queue run never imports typing (CONVENTIONS)
 if TYPE_CHECKING:  # without importing the delivery stack at module load
+    from typing import IO
+
     from mailhop.config import Account
     from mailhop.deliver.smtp import (
         Envelope,
