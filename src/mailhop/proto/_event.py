@@ -73,6 +73,7 @@ class Event:
     _defaults: ClassVar[dict[str, object]] = {}
     _factories: ClassVar[dict[str, Callable[[], object]]] = {}
     _field_names: ClassVar[frozenset[str]] = frozenset()
+    _compares_all: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -85,18 +86,18 @@ class Event:
             if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
                 continue
             compare = True
+            specification = cls.__dict__.get(name)
+            if isinstance(specification, _FieldSpecification):
+                compare = specification.compare
+                if specification.default_factory is not None:
+                    factories[name] = specification.default_factory
+                if specification.default is _NO_DEFAULT:
+                    delattr(cls, name)
+                else:
+                    setattr(cls, name, specification.default)
             if name in cls.__dict__:
-                default = cls.__dict__[name]
-                if isinstance(default, _FieldSpecification):
-                    compare = default.compare
-                    if default.default_factory is not None:
-                        factories[name] = default.default_factory
-                        delattr(cls, name)
-                    else:
-                        setattr(cls, name, default.default)
-                if name not in factories:
-                    defaults[name] = cls.__dict__[name]
-            elif defaults or factories:
+                defaults[name] = cls.__dict__[name]
+            elif name not in factories and (defaults or factories):
                 # What dataclasses refuses too, though keywords would make it work.
                 raise TypeError(f"{cls.__name__}.{name} has no default but follows one that has")
             fields.append(name)
@@ -107,16 +108,20 @@ class Event:
         cls._defaults = defaults
         cls._factories = factories
         cls._field_names = frozenset(fields)
+        cls._compares_all = cls._compared == cls._fields
 
     def __init__(self, **values: object) -> None:
-        given = {**self._defaults, **values}
-        for name, factory in self._factories.items():
-            if name not in values:
-                given[name] = factory()
-        if given.keys() != self._field_names:
+        # Events are built per command and reply: the fields go straight into the
+        # instance's dict (no __setattr__, which refuses), with no call per field.
+        fields = self.__dict__
+        fields.update(self._defaults)
+        fields.update(values)
+        if self._factories:
+            for name, factory in self._factories.items():
+                if name not in values:
+                    fields[name] = factory()
+        if fields.keys() != self._field_names:
             self._refuse(values)
-        # Events are built per command and reply: one dict, no per-field calls.
-        object.__setattr__(self, "__dict__", given)
 
     def _refuse(self, values: dict[str, object]) -> None:
         name = type(self).__name__
@@ -133,6 +138,8 @@ class Event:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event) or type(other) is not type(self):
             return NotImplemented
+        if self._compares_all:  # the same keys on both sides: compare the dicts
+            return self.__dict__ == other.__dict__
         return self._compared_values() == other._compared_values()
 
     def __hash__(self) -> int:
