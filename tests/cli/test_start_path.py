@@ -67,6 +67,9 @@ LOCAL_DELIVERY = (
 # The value records on the enqueue path are NamedTuples (docs/CONVENTIONS.md): the
 # dataclasses module costs its import and, with it, inspect, ast, dis and tokenize.
 DATACLASS_MACHINERY = ("dataclasses", "inspect", "ast", "dis", "tokenize")
+# A connection with tls off and no AUTH: OpenSSL's modules load only for TLS (net/tls.py)
+# and for CRAM-MD5 or SCRAM (proto/sasl.py).
+PLAIN_CONNECTION = ("ssl", "_ssl", "hashlib", "_hashlib", "hmac")
 # Talking to a server: TLS, the transport, the protocol cores, password sources.
 SMTP_CLIENT = (
     "ssl",
@@ -156,6 +159,11 @@ def test_queue_always_enqueue_loads_no_smtp_tls_alias_or_log_code(tmp_path: Path
         # A small message is hashed without loading OpenSSL's libcrypto (spool.py).
         "hashlib",
         "_hashlib",
+        # Typing's names are for mypy (TYPE_CHECKING = False, docs/CONVENTIONS.md), the
+        # record is written without json, and nothing else there needs re.
+        "typing",
+        "json",
+        "re",
     )
     assert loaded_of(modules, never) == []
 
@@ -168,7 +176,16 @@ def test_direct_send_loads_no_spool_alias_or_log_code(tmp_path: Path) -> None:
         assert status == 0, stderr
         assert [envelope.recipients for envelope in server.envelopes] == [("someone@example.org",)]
     assert "mailhop.deliver.smtp" in modules
-    never = (*NEVER, *LOCAL_DELIVERY, "mailhop.queue.spool", "mailhop.deliver.log")
+    never = (
+        *NEVER,
+        *LOCAL_DELIVERY,
+        "mailhop.queue.spool",
+        "mailhop.deliver.log",
+        *PLAIN_CONNECTION,
+        # The SMTP events and Capabilities are mailhop.proto._event.Events.
+        *DATACLASS_MACHINERY,
+        "encodings.idna",  # an ASCII host is looked up as bytes (net/transport.py)
+    )
     assert loaded_of(modules, never) == []
 
 
@@ -231,6 +248,34 @@ def test_queue_run_loads_only_what_delivering_needs(tmp_path: Path) -> None:
         "shutil",  # argparse's terminal width
         "bz2",
         "lzma",
+        # tls off: the message's checksum is SHA-256 (spool.py), hmac is not needed.
+        "ssl",
+        "_ssl",
+        "hmac",
+        "dataclasses",  # no dataclass on this path (the events are mailhop.proto._event's)
+        "inspect",
+        "encodings.idna",  # an ASCII host is looked up as bytes (net/transport.py)
+    )
+    assert loaded_of(modules, never) == []
+
+
+def test_an_empty_queue_run_loads_no_delivery_code(tmp_path: Path) -> None:
+    # Timers start a runner every few minutes, and mostly the queue is empty: it reads
+    # the configuration and lists the spool, and needs no connection, no TLS, and
+    # none of typing (TYPE_CHECKING = False, docs/CONVENTIONS.md).
+    config = write_msmtprc(tmp_path, 9, "tls off", "queue always")
+    status, modules, stderr = loaded_modules(config, "run", command=("mailhop", "queue"))
+    assert status == 0, stderr
+    assert "mailhop.queue.runner" in modules
+    never = (
+        *(name for name in NEVER if name != "mailhop.queue.runner"),
+        *LOCAL_DELIVERY,
+        *SMTP_CLIENT,
+        *DATACLASS_MACHINERY,
+        "typing",
+        "socket",
+        "hashlib",
+        "_hashlib",
     )
     assert loaded_of(modules, never) == []
 

@@ -30,7 +30,7 @@ from mailhop.net.errors import (
     TransportError,
 )
 from mailhop.net.tls import TLSSettings, client_policy
-from mailhop.net.transport import Direction, Endpoint, open_connection
+from mailhop.net.transport import Direction, Endpoint, open_connection, resolve_host
 from tests.net.net_peers import Handler, ServeFactory
 
 GREETING = b"220 localhost ESMTP test\r\n"
@@ -496,3 +496,26 @@ def test_zero_or_negative_timeouts_are_refused(serve: ServeFactory) -> None:
         with pytest.raises(ValueError, match="positive"):
             transport.send_all(b"x", timeout=-1)
         assert not transport.is_closed
+
+
+@pytest.mark.parametrize(
+    ("host", "looked_up"),
+    [
+        ("127.0.0.1", b"127.0.0.1"),
+        ("mail.example.test.", b"mail.example.test."),
+        ("a" * 63 + ".test", b"a" * 63 + b".test"),
+        # What the idna codec must judge: it refuses the first two, encodes the last.
+        ("a..test", "a..test"),
+        ("a" * 64 + ".test", "a" * 64 + ".test"),
+        ("bücher.test", "bücher.test"),
+    ],
+)
+def test_a_plain_ascii_host_is_looked_up_without_the_idna_codec(
+    host: str, looked_up: str | bytes
+) -> None:
+    assert transport_module._lookup_name(host) == looked_up
+
+
+def test_a_host_the_idna_codec_refuses_is_still_refused() -> None:
+    with pytest.raises(HostNotFoundError, match="not a valid host name"):
+        resolve_host("a" * 64 + ".test", 25)

@@ -16,7 +16,11 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+from mailhop.errors import UsageError
 from mailhop.queue import RecipientStatus, Route, Spool
+from mailhop.queue.spool import RECORD_VERSION, Entry, RecipientState, check_id, new_id
 from tests.queue.queue_support import listening, queue_run, write_config
 
 # An id of the form new_id() makes: hex nanoseconds, a dot, 32 random bits.
@@ -96,3 +100,58 @@ def test_a_record_of_the_dataclass_version_is_delivered_by_the_runner(tmp_path: 
     assert collector.messages[0].content.endswith(b"\r\n\r\nstill here\r\n")
     assert spool.ids() == []
     assert spool.quarantined() == []
+
+
+def test_a_record_is_written_as_json_dumps_would_write_it() -> None:
+    # to_json writes records without the json module (the enqueue path does not
+    # import it): every kind of value a record holds must come out as json.dumps's.
+    entry = Entry(
+        id=LEGACY_ID,
+        sender='envelope "sender"\\@example.test',
+        recipients=(
+            RecipientState(address="rcpt@example.test"),
+            RecipientState(
+                address="josé@例え.テスト",
+                status=RecipientStatus.FAILED,
+                attempts=3,
+                last_code=550,
+                last_reply=("5.1.1 no such user \t\x01\x7f\u2028", "second line"),
+            ),
+        ),
+        account=None,
+        config_file="/etc/mailhop\\msmtprc",
+        settings=(("timeout", "10"), ("tls", "off")),
+        queued_at=1795840373.0506184,
+        next_attempt=float("inf"),
+        message_sha256="00" * 32,
+        message_size=2**40,
+        attempts=-1,
+        last_error="refused:\r\n\x00",
+        held=True,
+        sent_as_stored=True,
+    )
+    data = entry._asdict()
+    data["version"] = RECORD_VERSION
+    data["recipients"] = [
+        {**r._asdict(), "route": r.route.value, "status": r.status.value} for r in entry.recipients
+    ]
+    expected = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    assert entry.to_json() == expected.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        LEGACY_ID.upper(),
+        LEGACY_ID + "\n",
+        LEGACY_ID[:-1],
+        LEGACY_ID.replace(".", "-"),
+        "../" + LEGACY_ID[3:],
+        LEGACY_ID[:16] + "." + "g" * 8,
+        "٠" * 16 + "." + "0" * 8,  # Arabic-Indic digits are digits, not hex digits
+    ],
+)
+def test_only_the_form_new_id_makes_is_an_entry_id(text: str) -> None:
+    assert check_id(new_id()) and check_id(LEGACY_ID) == LEGACY_ID
+    with pytest.raises(UsageError):
+        check_id(text)

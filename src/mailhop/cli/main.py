@@ -13,9 +13,12 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 from mailhop.errors import ExitCode, MailhopError, NotBuiltError, UsageError
+
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 # A command is "module:function"; the function takes (program name, arguments)
 # and returns an exit code. Absent from this table: not built yet.

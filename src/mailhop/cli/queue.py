@@ -21,11 +21,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, BinaryIO
 
 from mailhop.errors import ExitCode, MailhopError, UsageError
 
+TYPE_CHECKING = False  # not typing's: an empty queue run never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from mailhop.cli.sendmail_options import SendmailOptions
     from mailhop.queue import Entry, Spool
     from mailhop.queue.spool import RecipientState

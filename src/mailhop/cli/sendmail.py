@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, BinaryIO
 
 from mailhop.cli.sendmail_options import Mode, SendmailOptions, parse
 from mailhop.errors import ExitCode, MailhopError, NotBuiltError, UsageError
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from mailhop.config import Account
     from mailhop.deliver.log import DeliveryRecord
     from mailhop.message import Address, Message, Recipients

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.errors import UsageError
 
 

@@ -27,8 +27,6 @@ message needs neither.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailhop._lazy import lazy_exports
 from mailhop.config.accounts import (
     Resolution,
@@ -59,6 +57,7 @@ from mailhop.config.model import (
     ToHeader,
 )
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     from mailhop.config.password import get_password
     from mailhop.config.pretend import render_pretend

@@ -16,8 +16,8 @@ Steps (``resolve`` does them all, in msmtp's order):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.config import msmtprc
 from mailhop.config.environment import Environment
 from mailhop.config.errors import AccountError

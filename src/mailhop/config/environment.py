@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
+
+from mailhop._records import NamedTuple
 
 
 class Environment(NamedTuple):

@@ -24,8 +24,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.config import msmtprc
 from mailhop.config.environment import Environment
 from mailhop.config.errors import InsecureConfigError

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import NamedTuple
+
+from mailhop._records import NamedTuple
 
 
 class Protocol(enum.Enum):

@@ -21,8 +21,8 @@ means one row here and one field in ``model.Account``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.config import _commands
 from mailhop.config.environment import Environment
 from mailhop.config.errors import ConfigSyntaxError

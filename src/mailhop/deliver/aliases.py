@@ -32,8 +32,8 @@ import enum
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.deliver.errors import DeliveryError
 from mailhop.errors import ExitCode
 

@@ -24,8 +24,8 @@ import enum
 import os
 import time
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.deliver.aliases import Destination, DestinationKind
 from mailhop.deliver.errors import DeliveryError
 from mailhop.errors import ExitCode

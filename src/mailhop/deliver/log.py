@@ -18,8 +18,8 @@ import fcntl
 import os
 import sys
 import time
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.errors import ExitCode
 
 DEFAULT_TIME_FORMAT = "%b %d %H:%M:%S"  # msmtp's logfile_time_format default

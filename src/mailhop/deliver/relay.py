@@ -12,13 +12,13 @@ Message-ID and Date it will keep through every retry.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
-
+from mailhop._records import NamedTuple
 from mailhop.config import Account, QueueMode
 from mailhop.deliver.submit import Receipt, header_settings, submit
 from mailhop.errors import ExitCode, MailhopError
 from mailhop.message import Address, Message, Recipients, rewrite_headers
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     from mailhop.deliver.smtp import Transcript
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import _socket
 import functools
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.deliver.errors import DeliveryError
 from mailhop.errors import ExitCode, MailhopError
 from mailhop.message import Address, Recipients
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     from mailhop.config import Account
     from mailhop.deliver.aliases import Destination

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, NamedTuple, cast
+from typing import Literal, cast
 
+from mailhop._records import NamedTuple
 from mailhop.config import Account, Auth, Protocol, get_password
 from mailhop.deliver.errors import (
     AuthenticationRefusedError,

@@ -9,8 +9,7 @@ sender and recipients, it rewrites the headers as the account says, opens an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
-
+from mailhop._records import NamedTuple
 from mailhop.config import Account, HeaderPolicy
 from mailhop.config import ToHeader as ConfigToHeader
 from mailhop.message import (
@@ -24,6 +23,7 @@ from mailhop.message import (
     rewrite_headers,
 )
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     # The SMTP stack (ssl, the protocol core) is imported only when a message is
     # really sent now: "queue always" enqueues without paying for it.

@@ -27,8 +27,6 @@ use (``mailhop._lazy``): a queued message is not sent by this process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailhop._lazy import lazy_exports
 from mailhop.message.addresses import Address, parse_address_list, parse_envelope_sender
 from mailhop.message.body import BodyScan, Spool
@@ -51,6 +49,7 @@ from mailhop.message.rewrite import (
     rewrite_headers,
 )
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     from mailhop.message.transfer import (
         ServerCapabilities,

@@ -16,8 +16,7 @@ by a program we hand it to (a leading ``-``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from mailhop._records import NamedTuple
 from mailhop.message.errors import AddressError
 
 __all__ = [

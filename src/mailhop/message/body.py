@@ -12,10 +12,14 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.errors import ExitCode
 from mailhop.message.errors import MessageError
+
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = ["CHUNK_OCTETS", "MAX_BODY_IN_MEMORY", "BodyScan", "Spool"]
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import NamedTuple, Protocol
 
+from mailhop._records import NamedTuple
 from mailhop.message.body import CHUNK_OCTETS, BodyScan, Spool
 from mailhop.message.errors import HeaderBlockTooLargeError, MalformedMessageError
 from mailhop.message.headers import HeaderBlock, HeaderField, header_name_length
+
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
+if TYPE_CHECKING:
+    from typing import Protocol
 
 __all__ = ["MAX_HEADER_BLOCK_BYTES", "Message", "Readable", "read_message"]
 
@@ -34,12 +38,15 @@ __all__ = ["MAX_HEADER_BLOCK_BYTES", "Message", "Readable", "read_message"]
 MAX_HEADER_BLOCK_BYTES = 1 << 20
 
 
-class Readable(Protocol):
-    """What ``read_message`` needs from its input: ``sys.stdin.buffer`` has it."""
+# For mypy only: a Protocol class needs typing at run time (see TYPE_CHECKING above).
+if TYPE_CHECKING:
 
-    def read(self, size: int = -1, /) -> bytes: ...
+    class Readable(Protocol):
+        """What ``read_message`` needs from its input: ``sys.stdin.buffer`` has it."""
 
-    def readline(self, size: int = -1, /) -> bytes: ...
+        def read(self, size: int = -1, /) -> bytes: ...
+
+        def readline(self, size: int = -1, /) -> bytes: ...
 
 
 class Message(NamedTuple):

@@ -16,8 +16,8 @@ them into a ``To:`` (msmtp's ``set_to_header on`` does; we do not).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.message.addresses import Address, parse_address_list
 from mailhop.message.errors import AddressError
 from mailhop.message.headers import HeaderBlock, HeaderField

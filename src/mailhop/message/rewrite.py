@@ -24,8 +24,8 @@ import binascii
 import enum
 import os
 import time
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.message.addresses import Address, parse_address_list, quote_phrase
 from mailhop.message.errors import AddressError, UnsafeValueError
 from mailhop.message.headers import HeaderBlock, HeaderField, check_safe_value

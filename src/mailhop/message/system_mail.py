@@ -17,10 +17,9 @@ Only fields that change are rebuilt; every other byte stays as it came.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.message.addresses import Address, parse_address_list
 from mailhop.message.errors import AddressError
 from mailhop.message.headers import HeaderBlock, HeaderField
@@ -29,7 +28,6 @@ from mailhop.message.rewrite import encode_display_name
 __all__ = ["SystemMailSettings", "fix_system_mail"]
 
 _QUALIFIED_FIELDS = frozenset({"to", "cc"})
-_COMMENT = re.compile(r"\(([^()]*)\)")
 
 IsLocal = Callable[[str], bool]
 
@@ -81,10 +79,17 @@ def _as_account(
         return field
     name = addresses[0].display_name
     if not name:
-        comment = _COMMENT.search(field.value)
-        name = comment.group(1).strip() if comment else ""
+        name = _comment_text(field.value)
     address = Address(addr_spec=account_address, display_name=name)
     return HeaderField.build(field.name, _mailbox(address), line_ending=line_ending)
+
+
+def _comment_text(value: str) -> str:
+    """The text of the first comment in ``value``: ``root (Cron Daemon)`` -> ``Cron Daemon``."""
+    import re  # noqa: PLC0415 - only a local sender without a display name needs it
+
+    comment = re.search(r"\(([^()]*)\)", value)
+    return comment.group(1).strip() if comment else ""
 
 
 def fix_system_mail(

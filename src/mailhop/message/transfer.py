@@ -26,8 +26,9 @@ import contextlib
 import enum
 import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from mailhop._records import NamedTuple
 from mailhop.message.body import BodyScan, Spool
 from mailhop.message.errors import MalformedMessageError, ServerCapabilityError
 from mailhop.message.headers import MAX_LINE_OCTETS

@@ -11,7 +11,8 @@ checked, anything unexpected gives ``None``, and text is made safe for a termina
 from __future__ import annotations
 
 import datetime
-from typing import NamedTuple
+
+from mailhop._records import NamedTuple
 
 # DER tags used in a TBSCertificate (X.690 §8; RFC 5280 §4.1).
 _SEQUENCE = 0x30

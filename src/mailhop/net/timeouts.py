@@ -9,7 +9,7 @@ mail the server is about to accept, and then send it twice.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from mailhop._records import NamedTuple
 
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",

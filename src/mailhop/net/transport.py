@@ -17,13 +17,14 @@ from __future__ import annotations
 import enum
 import math
 import socket
-import ssl
 import struct
+import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
+from mailhop._records import NamedTuple
 from mailhop.errors import ExitCode
 from mailhop.net import tls as tls_module
 from mailhop.net.errors import (
@@ -132,10 +133,14 @@ class ConnectionInfo(NamedTuple):
         )
 
 
+# RFC 1035 §2.3.4: a label of a domain name is at most 63 octets.
+MAX_LABEL_OCTETS = 63
+
+
 def resolve_host(host: str, port: int) -> list[tuple[socket.AddressFamily, SocketAddress]]:
     """All TCP addresses of ``host`` in the resolver's order (RFC 6724 via gai.conf)."""
     try:
-        results = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        results = socket.getaddrinfo(_lookup_name(host), port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         if error.errno in _NO_SUCH_HOST:
             raise HostNotFoundError(
@@ -147,6 +152,20 @@ def resolve_host(host: str, port: int) -> list[tuple[socket.AddressFamily, Socke
     except UnicodeError as error:
         raise HostNotFoundError(f"{host!r} is not a valid host name") from error
     return [(family, address) for family, _type, _proto, _name, address in results]
+
+
+def _lookup_name(host: str) -> str | bytes:
+    # An ASCII name whose labels the idna codec accepts (1-63 octets, RFC 1035 §2.3.4;
+    # the last may be empty) is its own IDNA form (RFC 3490 §4.1): as bytes,
+    # getaddrinfo does not load that codec (encodings.idna, stringprep, unicodedata)
+    # on every run's first connection. Anything else goes as str, for the codec to
+    # encode or refuse as before.
+    if host.isascii():
+        *labels, last = host.split(".")
+        inner_labels_fit = all(0 < len(label) <= MAX_LABEL_OCTETS for label in labels)
+        if inner_labels_fit and len(last) <= MAX_LABEL_OCTETS:
+            return host.encode("ascii")
+    return host
 
 
 def open_connection(
@@ -211,7 +230,7 @@ class Transport:
         # which alternates reading and writing with different timeouts, would
         # switch it (an ioctl) at almost every call. TLS sockets keep Python's
         # timeout: an SSL read may need a write, and the reverse.
-        self._kernel_timeouts = not isinstance(sock, ssl.SSLSocket)
+        self._kernel_timeouts = not _is_tls(sock)
         self._receive_timeout: float | None = None  # what SO_RCVTIMEO holds
         self._send_timeout: float | None = None  # what SO_SNDTIMEO holds
         if self._kernel_timeouts:
@@ -295,7 +314,7 @@ class Transport:
         """
         _check_timeout(timeout)
         sock = self._open_socket()
-        if isinstance(sock, ssl.SSLSocket):
+        if _is_tls(sock):
             raise RuntimeError("start_tls on a connection that already uses TLS")
         try:
             sock.setblocking(False)
@@ -435,8 +454,17 @@ def _check_timeout(timeout: float) -> None:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
 
 
+def _is_tls(sock: socket.socket) -> bool:
+    # ssl is imported by mailhop.net.tls for a TLS connection only; until it is, no
+    # socket can be an SSLSocket (and no error an SSLError), so a plain connection
+    # never loads it.
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
 def _reason(error: OSError) -> str:
-    if isinstance(error, ssl.SSLError):
+    ssl = sys.modules.get("ssl")  # see _is_tls
+    if ssl is not None and isinstance(error, ssl.SSLError):
         return f"TLS error {tls_module.ssl_reason(error)}"
     return error.strerror or str(error) or type(error).__name__
 

@@ -20,8 +20,6 @@ binding), XOAUTH2 (Google's), OAUTHBEARER (RFC 7628) and EXTERNAL (RFC 4422 App.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from collections.abc import Generator, Iterable
 from typing import ClassVar
 
@@ -129,6 +127,11 @@ class CramMD5(Mechanism):
         self._user, self._password = user.encode("utf-8"), password.encode("utf-8")
 
     def flow(self) -> Flow:
+        # hashlib and hmac load OpenSSL's libcrypto: only CRAM-MD5 and SCRAM use them,
+        # so PLAIN, LOGIN (what most servers offer) and no AUTH leave them off a send.
+        import hashlib  # noqa: PLC0415
+        import hmac  # noqa: PLC0415
+
         challenge = _expect_challenge((yield None))
         digest = hmac.new(self._password, challenge, hashlib.md5).hexdigest()
         yield self._user + b" " + digest.encode("ascii")
@@ -204,9 +207,14 @@ class _Scram(Mechanism):
         self._nonce = nonce
 
     def _hmac(self, key: bytes, message: bytes) -> bytes:
+        import hmac  # noqa: PLC0415 - see CramMD5.flow
+
         return hmac.new(key, message, self._hash).digest()
 
     def flow(self) -> Flow:
+        import hashlib  # noqa: PLC0415 - see CramMD5.flow
+        import hmac  # noqa: PLC0415
+
         client_first_bare = f"n={self._user},r={self._nonce}".encode()
         server_first = _expect_challenge((yield b"n,," + client_first_bare))
         fields = _scram_fields(server_first)

@@ -25,11 +25,11 @@ spool's records, checksums and JSON.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from mailhop._lazy import lazy_exports
 from mailhop.queue.location import queue_directory
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     from mailhop.queue.spool import (
         Entry,

@@ -28,8 +28,9 @@ import secrets
 import socket
 import time
 from collections.abc import Iterable
-from typing import IO, NamedTuple
+from typing import IO
 
+from mailhop._records import NamedTuple
 from mailhop.queue.spool import Entry, RecipientState, Route
 
 # How much of the original's header block a DSN returns (RFC 3464 §2 leaves it to

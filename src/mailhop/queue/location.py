@@ -7,8 +7,8 @@ not import the spool, its records and its checksums.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     from mailhop.config import Account
 

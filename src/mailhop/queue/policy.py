@@ -19,10 +19,10 @@ Failure classes, decided from the exit code every mailhop error carries:
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
 
 from mailhop.errors import ExitCode, MailhopError
 
+TYPE_CHECKING = False  # not typing's: an empty queue run never imports typing (CONVENTIONS)
 if TYPE_CHECKING:
     import random
 

@@ -40,14 +40,13 @@ import enum
 import errno
 import importlib
 import io
-import json
 import os
-import re
 import sys
 import time
+from _json import encode_basestring
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, BinaryIO, NamedTuple, Protocol
 
+from mailhop._records import NamedTuple
 from mailhop.errors import UsageError
 from mailhop.faults import crash_point
 from mailhop.queue.errors import CorruptEntryError, EntryBusyError, EntryNotFoundError
@@ -57,6 +56,10 @@ from mailhop.store.durable import (
     write_atomically,
 )
 from mailhop.store.errors import StoreError
+
+TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CONVENTIONS)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Protocol
 
 # The record layout this code reads and writes; any other version is quarantined,
 # never guessed at.
@@ -108,12 +111,15 @@ MESSAGE_SUFFIX = ".msg"
 RECORD_SUFFIX = ".json"
 DONE_SUFFIX = ".done"
 REASON_SUFFIX = ".reason"
-# Entry ids are made here (hex time + random); anything else given on a command line
-# is refused before it can name a path outside the spool.
-_ID_PATTERN = re.compile(r"\A[0-9a-f]{16}\.[0-9a-f]{8}\Z")
+# Entry ids are made here (``new_id``: 16 hex digits of time, a dot, 8 random ones);
+# anything else given on a command line is refused before it can name a path outside
+# the spool. Checked without re: the enqueue path does not import it (nor json).
+_ID_TIME_DIGITS = 16
+_ID_RANDOM_DIGITS = 8
+_ID_DIGITS = frozenset("0123456789abcdef")
 # RFC 5321 §4.1.2 and the record's own safety: no control characters in envelope
 # values (security.md G9: a newline must never add a recipient).
-_FORBIDDEN = re.compile(r"[\x00\r\n]")
+_FORBIDDEN = ("\x00", "\r", "\n")
 
 
 class Route(enum.Enum):
@@ -195,11 +201,13 @@ class Entry(NamedTuple):
             {**r._asdict(), "route": r.route.value, "status": r.status.value}
             for r in self.recipients
         ]
-        return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        return _json_text(data).encode("utf-8")
 
     @classmethod
     def from_json(cls, raw: bytes) -> Entry:
         """Parse a record; anything unexpected raises CorruptEntryError."""
+        import json  # noqa: PLC0415 - the enqueue path only writes records (_json_text)
+
         try:
             data = json.loads(raw.decode("utf-8"))
             if not isinstance(data, dict):
@@ -227,7 +235,7 @@ class Entry(NamedTuple):
             settings = tuple([(str(k), str(v)) for k, v in data.pop("settings")])
             entry = cls(recipients=recipients, settings=settings, **data)
             _checked(entry.sender, "sender")
-            if not _ID_PATTERN.match(entry.id):
+            if not _is_entry_id(entry.id):
                 raise CorruptEntryError("the record names an invalid id")
             return entry
         except CorruptEntryError:
@@ -236,15 +244,60 @@ class Entry(NamedTuple):
             raise CorruptEntryError(f"unreadable record: {error}") from error
 
 
+def _json_text(value: object) -> str:
+    """``json.dumps(value, ensure_ascii=False, sort_keys=True)``, for a record's values.
+
+    The json package and the re it imports were a tenth of the enqueue path's import
+    work, and a record holds only str, int, float, bool, None, lists, tuples and
+    dicts with str keys. Strings are escaped by json's own C escaper, so the text is
+    json.dumps's to the byte (tests/queue/test_queue_record.py compares them).
+    """
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        text = float.__repr__(value)
+        return _NON_FINITE_JSON.get(text, text)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(_json_text, value)) + "]"
+    if isinstance(value, dict):
+        members = sorted(value.items())
+        return "{" + ", ".join(f"{encode_basestring(k)}: {_json_text(v)}" for k, v in members) + "}"
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# How json.dumps writes what JSON itself has no literal for (its allow_nan default).
+_NON_FINITE_JSON = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _has_forbidden(value: str) -> bool:
+    return any(character in value for character in _FORBIDDEN)
+
+
+def _is_entry_id(text: str) -> bool:
+    """Whether ``text`` has the form ``new_id`` gives an entry id."""
+    return (
+        len(text) == _ID_TIME_DIGITS + 1 + _ID_RANDOM_DIGITS
+        and text[_ID_TIME_DIGITS] == "."
+        and _ID_DIGITS.issuperset(text[:_ID_TIME_DIGITS])
+        and _ID_DIGITS.issuperset(text[_ID_TIME_DIGITS + 1 :])
+    )
+
+
 def _checked(value: str, what: str) -> str:
-    if _FORBIDDEN.search(value):
+    if _has_forbidden(value):
         raise CorruptEntryError(f"the {what} contains CR, LF or NUL")
     return value
 
 
 def check_envelope_value(value: str, what: str) -> str:
     """Refuse CR, LF or NUL in a value that will enter a record (exit 64)."""
-    if _FORBIDDEN.search(value):
+    if _has_forbidden(value):
         raise UsageError(f"the {what} {value!r} contains CR, LF or NUL; refusing to queue it")
     return value
 
@@ -258,17 +311,20 @@ def new_id() -> str:
 
 def check_id(text: str) -> str:
     """Refuse anything that is not an entry id (exit 64)."""
-    if not _ID_PATTERN.match(text):
+    if not _is_entry_id(text):
         raise UsageError(f"'{text}' is not a queue id (run 'mailhop queue list' to see them)")
     return text
 
 
-class _Sha256(Protocol):
-    """A SHA-256 in progress, from hashlib or from the interpreter's own module."""
+# For mypy only: a Protocol class needs typing at run time (see TYPE_CHECKING above).
+if TYPE_CHECKING:
 
-    def update(self, data: bytes, /) -> None: ...
+    class _Sha256(Protocol):
+        """A SHA-256 in progress, from hashlib or from the interpreter's own module."""
 
-    def hexdigest(self) -> str: ...
+        def update(self, data: bytes, /) -> None: ...
+
+        def hexdigest(self) -> str: ...
 
 
 def _openssl_sha256() -> _Sha256:
@@ -443,7 +499,7 @@ class Spool:
         return sorted(
             name[: -len(RECORD_SUFFIX)]
             for name in names
-            if name.endswith(RECORD_SUFFIX) and _ID_PATTERN.match(name[: -len(RECORD_SUFFIX)])
+            if name.endswith(RECORD_SUFFIX) and _is_entry_id(name[: -len(RECORD_SUFFIX)])
         )
 
     def load(self, entry_id: str) -> Entry:
@@ -592,7 +648,7 @@ class Spool:
         done = [
             n[: -len(DONE_SUFFIX)]
             for n in names
-            if n.endswith(DONE_SUFFIX) and _ID_PATTERN.match(n[: -len(DONE_SUFFIX)])
+            if n.endswith(DONE_SUFFIX) and _is_entry_id(n[: -len(DONE_SUFFIX)])
         ]
         for entry_id in done:
             # Committed as removed (the record was renamed under the lock): nobody
@@ -817,7 +873,9 @@ def _read_verified(entry: Entry, descriptor: int) -> bytes | None:
         # One octet more than recorded, to see a longer file; a read that brings
         # the recorded size came back short of that octet: the end of the file.
         content = _read_at_most(descriptor, entry.message_size + 1, enough=entry.message_size)
-        size, digest = len(content), _openssl_sha256()  # the runner loads OpenSSL anyway
+        # OpenSSL's even for a small message: a run verifies many, at a sixth of the
+        # cost per octet. (A tls-off run loads it only for this: 3-4 ms once.)
+        size, digest = len(content), _openssl_sha256()
         digest.update(content)
     else:
         content, size, digest = None, 0, _openssl_sha256()
@@ -841,7 +899,7 @@ def _verify_message(entry: Entry, file: BinaryIO) -> None:
     Raises:
         CorruptEntryError: the message is truncated or altered.
     """
-    digest = _openssl_sha256()  # a runner has loaded OpenSSL for TLS, or will
+    digest = _openssl_sha256()  # as in _read_verified
     size = 0
     # Reads sized to what is expected (plus one octet, to see a longer file): a
     # fixed READ_CHUNK_SIZE read would allocate that much for a 1 KiB message.

@@ -23,8 +23,8 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.faults import crash_point
 from mailhop.store.durable import fsync_directory, random_hex, write_new_file
 from mailhop.store.errors import StoreError

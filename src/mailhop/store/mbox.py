@@ -32,8 +32,8 @@ import re
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 
+from mailhop._records import NamedTuple
 from mailhop.errors import ExitCode
 from mailhop.faults import crash_point
 from mailhop.store.durable import random_hex

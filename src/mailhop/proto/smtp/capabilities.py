@@ -7,8 +7,8 @@ Unknown keywords are kept in ``keywords`` for callers that care (``serverinfo``)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from mailhop.proto._event import Event, field
 from mailhop.proto.smtp.events import Reply
 
 __all__ = ["Capabilities"]
@@ -19,8 +19,7 @@ MAX_SIZE_DIGITS = 20
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Capabilities:
+class Capabilities(Event):
     """The extensions a server advertised. Unset after STARTTLS (RFC 3207 §4.2)."""
 
     domain: str = ""  # what the server calls itself on the first line
@@ -33,7 +32,7 @@ class Capabilities:
     auth: frozenset[str] = frozenset()  # RFC 4954 mechanism names, upper case
     enhanced_status_codes: bool = False  # RFC 2034
     chunking: bool = False  # RFC 3030
-    keywords: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    keywords: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_ehlo_reply(cls, reply: Reply) -> Capabilities:

@@ -1,4 +1,4 @@
-"""Events of the SMTP cores: frozen keyword-only dataclasses, one per thing that happens.
+"""Events of the SMTP cores: frozen keyword-only records, one per thing that happens.
 
 The same command classes travel both ways: the client core *sends* them (``send``)
 and the server core *produces* them (``next_event``) after parsing a command line.
@@ -11,8 +11,9 @@ was negotiated, RFC 6531); message content is ``bytes``.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+from mailhop.proto._event import Event, field
 
 if TYPE_CHECKING:
     from mailhop.proto.sasl import Mechanism
@@ -56,27 +57,23 @@ NEED_DATA: Literal[Sentinel.NEED_DATA] = Sentinel.NEED_DATA
 # --- commands (RFC 5321 §4.1.1, plus the extensions we speak) ------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class Ehlo:
+class Ehlo(Event):
     """``EHLO domain`` (RFC 5321 §4.1.1.1)."""
 
     domain: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class Helo:
+class Helo(Event):
     """``HELO domain``: the fallback for servers that refuse EHLO."""
 
     domain: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class StartTLS:
+class StartTLS(Event):
     """``STARTTLS`` (RFC 3207)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Auth:
+class Auth(Event):
     """Client side of ``AUTH`` (RFC 4954): the core runs the SASL mechanism's exchange.
 
     The client core sends ``AUTH <name> <initial response>`` and answers each 334
@@ -87,8 +84,7 @@ class Auth:
     mechanism: Mechanism
 
 
-@dataclass(frozen=True, kw_only=True)
-class MailFrom:
+class MailFrom(Event):
     """``MAIL FROM:<address> [parameters]``; ``address=""`` is the null reverse-path."""
 
     address: str
@@ -100,8 +96,7 @@ class MailFrom:
     parameters: tuple[tuple[str, str | None], ...] = ()  # any other (keyword, value)
 
 
-@dataclass(frozen=True, kw_only=True)
-class RcptTo:
+class RcptTo(Event):
     """``RCPT TO:<address> [parameters]``."""
 
     address: str
@@ -110,13 +105,11 @@ class RcptTo:
     parameters: tuple[tuple[str, str | None], ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
-class Data:
+class Data(Event):
     """``DATA``: asks for the 354 go-ahead."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class DataChunk:
+class DataChunk(Event):
     """A piece of the message after 354.
 
     Client: raw message bytes with any line endings, split anywhere; the core
@@ -126,8 +119,7 @@ class DataChunk:
     data: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
-class EndOfData:
+class EndOfData(Event):
     """The end of the message (the ``CRLF.CRLF`` on the wire).
 
     The client sends it bare. The server core fills in what it saw, and refuses a
@@ -139,18 +131,15 @@ class EndOfData:
     bare_line_endings: bool = False  # a lone CR or LF was seen (smuggling class)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Rset:
+class Rset(Event):
     """``RSET``: abort the mail transaction."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Noop:
+class Noop(Event):
     """``NOOP``."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Quit:
+class Quit(Event):
     """``QUIT``."""
 
 
@@ -163,8 +152,7 @@ Command = (
 # --- server-only events ------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class AuthRequest:
+class AuthRequest(Event):
     """Server side of ``AUTH mechanism [initial-response]`` (RFC 4954 §4).
 
     ``initial_response`` is decoded; ``b""`` stands for the ``=`` form, None for absent.
@@ -174,28 +162,24 @@ class AuthRequest:
     initial_response: bytes | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class AuthResponse:
+class AuthResponse(Event):
     """A decoded client line answering a 334 challenge."""
 
     data: bytes
 
 
-@dataclass(frozen=True, kw_only=True)
-class AuthCancelled:
+class AuthCancelled(Event):
     """The client answered a 334 challenge with ``*`` (RFC 4954 §4): reply 501."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class OtherCommand:
+class OtherCommand(Event):
     """A recognised command the core does not model (VRFY, EXPN, HELP)."""
 
     verb: str
     argument: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class CommandRejected:
+class CommandRejected(Event):
     """The server core answered a command itself (syntax, sequence, length, TLS).
 
     The reply is already queued; the event lets the application count bad commands
@@ -209,8 +193,7 @@ class CommandRejected:
 # --- events for both sides ---------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class Reply:
+class Reply(Event):
     """An SMTP reply (RFC 5321 §4.2): a code, maybe an enhanced status, text lines.
 
     ``enhanced_status`` (RFC 3463, e.g. ``"5.1.1"``) is split off every line that
@@ -255,8 +238,7 @@ class Reply:
         return bytes(out)
 
 
-@dataclass(frozen=True, kw_only=True)
-class TLSUpgradeRequired:
+class TLSUpgradeRequired(Event):
     """The server said 220 to STARTTLS: the driver must do the TLS handshake now.
 
     Then it calls ``start_tls_done()``; until then nothing may be sent.
@@ -265,6 +247,5 @@ class TLSUpgradeRequired:
     reply: Reply
 
 
-@dataclass(frozen=True, kw_only=True)
-class ConnectionClosed:
+class ConnectionClosed(Event):
     """The peer closed the connection (the driver passed ``b""``)."""
