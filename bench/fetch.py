@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +45,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 sys.path.insert(0, str(REPOSITORY / "src"))
 
+from measure import COMMAND_TIMEOUT_SECONDS, run_measured  # noqa: E402 - after the path set-up
 from tests.lab.support import (  # noqa: E402 - after the path set-up
     Lab,
     LabUnavailable,
@@ -62,8 +62,6 @@ DEFAULT_ROUNDS = 3
 SMALL_BODY_LINES = (20, 120)
 LARGE_MESSAGE_EVERY = 100
 LARGE_BODY_LINES = 256 * 1024 // 77
-# Bounds: one tool fetching 2000 loopback messages takes seconds; 10 minutes means stuck.
-COMMAND_TIMEOUT_SECONDS = 600
 # IMAP APPENDs in flight before reading replies would need our own client; imaplib
 # appends one at a time, a few milliseconds each on loopback.
 APPEND_REPORT_EVERY = 500
@@ -138,31 +136,6 @@ class Tool:
     name: str
     available: Callable[[], str | None]  # None when usable, else why not
     command: Callable[[Path, Path], list[str]]  # (work directory, Maildir) -> argv
-
-
-def run_measured(
-    argv: list[str], environment: dict[str, str], *, run_as: int | None
-) -> tuple[int, float, int]:
-    """(exit status, seconds, max RSS KiB) of one child, waited for with ``os.wait4``."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        argv,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        user=run_as,
-        group=run_as,
-        extra_groups=[] if run_as is not None else None,
-    )
-    timer = threading.Timer(COMMAND_TIMEOUT_SECONDS, process.kill)
-    timer.start()
-    try:
-        _pid, status, usage = os.wait4(process.pid, 0)
-    finally:
-        timer.cancel()
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
-    return process.returncode, seconds, usage.ru_maxrss
 
 
 def maildir_message_ids(maildir: Path) -> list[bytes]:
@@ -316,7 +289,16 @@ def measure(
                 if run_as is not None:
                     for path in (work, *work.rglob("*")):
                         os.chown(path, run_as, run_as)
-                status, seconds, rss = run_measured(argv, environment, run_as=run_as)
+                seconds, status, usage = run_measured(
+                    argv,
+                    env=environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    user=run_as,
+                    group=run_as,
+                    extra_groups=[] if run_as is not None else None,
+                )
+                rss = usage.ru_maxrss  # KiB
                 ids = maildir_message_ids(maildir)
                 if status != 0:
                     print(f"{tool.name}: exit status {status} after {seconds:.1f} s")

@@ -34,9 +34,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from measure import COMMAND_TIMEOUT_SECONDS, run_timed
 
 # Postfix keeps its test tools out of PATH on Debian.
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
@@ -48,37 +49,10 @@ BODY_OCTETS = 1024
 BODY_LINE_OCTETS = 80
 # Alternating rounds of one enqueue and one msmtp send; an odd count has a median.
 ENQUEUE_ROUNDS = 21
-# Bounds on each measured command.
-COMMAND_TIMEOUT_SECONDS = 600
 # After an enqueue: how often to look whether its runner has emptied the queue, and
 # how long to let that runner exit before the next measured command starts.
 KICKED_RUNNER_POLL_SECONDS = 0.01
 KICKED_RUNNER_EXIT_SECONDS = 0.1
-
-
-def run_timed(
-    argv: list[str], *, stdin: bytes | None = None, env: dict[str, str] | None = None
-) -> float:
-    """Seconds from starting ``argv`` to its exit (a failure raises).
-
-    Not ``subprocess.run(timeout=...)``: with a timeout it waits by polling, with
-    sleeps that double up to 50 ms, so it notices an exit only 63, 113, 163 ... ms
-    after the start, and every time would read as one of those (a 55 ms enqueue and
-    a 52 ms msmtp both as 64). ``wait`` without a timeout blocks in waitpid and
-    returns at the exit; a timer kills a command that hangs instead.
-    """
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else None, env=env)
-    watchdog = threading.Timer(COMMAND_TIMEOUT_SECONDS, process.kill)
-    watchdog.start()
-    try:
-        process.communicate(stdin)  # writes stdin, then waits without polling
-    finally:
-        watchdog.cancel()
-    seconds = time.perf_counter() - started
-    if process.returncode != 0:
-        raise subprocess.CalledProcessError(process.returncode, argv)
-    return seconds
 
 
 def wait_until_empty(directory: Path) -> None:
@@ -90,30 +64,6 @@ def wait_until_empty(directory: Path) -> None:
             raise TimeoutError(f"the kicked runner left {directory} full")
         time.sleep(KICKED_RUNNER_POLL_SECONDS)
     time.sleep(KICKED_RUNNER_EXIT_SECONDS)
-
-
-def run_with_usage(argv: list[str], *, env: dict[str, str]) -> tuple[float, float]:
-    """Seconds from starting ``argv`` to its exit, and the CPU seconds (user + system)
-    of it and of every child it waited for (a queue run's worker processes).
-
-    From ``os.wait4``, which blocks in the kernel as ``run_timed``'s wait does. A
-    process the command left running (not waited for) would not be counted; the
-    runner leaves none, and the caller checks that no file of the flushed entries
-    is left behind when it returns.
-    """
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, env=env)
-    watchdog = threading.Timer(COMMAND_TIMEOUT_SECONDS, process.kill)
-    watchdog.start()
-    try:
-        _, status, usage = os.wait4(process.pid, 0)
-    finally:
-        watchdog.cancel()
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    if process.returncode != 0:
-        raise subprocess.CalledProcessError(process.returncode, argv)
-    return seconds, usage.ru_utime + usage.ru_stime
 
 
 def free_port() -> int:
@@ -187,9 +137,13 @@ def main() -> int:
                     account="default",
                     config_file=str(always),
                 )
-            mailhop_seconds, mailhop_cpu_seconds = run_with_usage(
+            # The run's CPU includes its worker processes (it waits for them). Any
+            # process it left running would not be counted; it leaves none, and the
+            # files it leaves are counted below.
+            flush = run_timed(
                 [sys.executable, "-m", "mailhop", "queue", "-C", str(always), "run"], env=env
             )
+            mailhop_seconds, mailhop_cpu_seconds = flush.seconds, flush.cpu_seconds
             left = len(spool.ids())
             # Any file still there (a freeing left for later) would be work not timed.
             files_left = len(os.listdir(spool.entries))
@@ -215,16 +169,16 @@ def main() -> int:
                 enqueue_times.append(
                     run_timed(
                         [program, "sendmail", "-C", str(always), "-i", "sink@example.test"],
-                        stdin=message(index),
+                        input=message(index),
                         env=kicking,
-                    )
+                    ).seconds
                 )
                 wait_until_empty(directory / "queue" / "entries")
                 send_times.append(
                     run_timed(
                         ["msmtp", "-C", str(msmtp_config), "-i", "sink@example.test"],
-                        stdin=message(index),
-                    )
+                        input=message(index),
+                    ).seconds
                 )
             enqueue_seconds = statistics.median(enqueue_times)
             send_seconds = statistics.median(send_times)
@@ -234,8 +188,8 @@ def main() -> int:
                 sum(
                     run_timed(
                         ["msmtp", "-C", str(msmtp_config), "sink@example.test"],
-                        stdin=message(index),
-                    )
+                        input=message(index),
+                    ).seconds
                     for index in range(msmtp_count)
                 )
                 / msmtp_count
@@ -258,7 +212,7 @@ def main() -> int:
                     "sink@example.test",
                     f"127.0.0.1:{port}",
                 ]
-            )
+            ).seconds
     finally:
         sink.terminate()
         sink.wait(timeout=30)

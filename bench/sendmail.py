@@ -27,8 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
+
+from measure import run_measured
 
 LAB_JSON = Path(os.environ.get("MAILHOP_LAB", "/var/lib/mailhop-lab")) / "lab.json"
 # The mailbox every benchmark message goes to; emptied afterwards so repeated runs
@@ -66,19 +67,6 @@ def write_message(path: Path, recipient: str, body_octets: int) -> None:
             file.write(line)
 
 
-def run_once(command: Sequence[str], message: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one send; raises if the send failed."""
-    with message.open("rb") as stdin:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, stdin=stdin, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(child.pid, 0)
-        elapsed = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{command[0]} failed with exit status {child.returncode}")
-    return elapsed, usage.ru_maxrss
-
-
 def compare(
     tools: dict[str, list[str]], message: Path, runs: int, label: str
 ) -> dict[str, tuple[float, int]]:
@@ -86,9 +74,12 @@ def compare(
     peaks: dict[str, int] = dict.fromkeys(tools, 0)
     for _ in range(runs):
         for name, command in tools.items():
-            elapsed, peak = run_once(command, message)
-            times[name].append(elapsed)
-            peaks[name] = max(peaks[name], peak)
+            with message.open("rb") as stdin:
+                measured = run_measured(command, stdin=stdin, stdout=subprocess.DEVNULL)
+            if measured.status != 0:
+                raise SystemExit(f"{command[0]} failed with exit status {measured.status}")
+            times[name].append(measured.seconds)
+            peaks[name] = max(peaks[name], measured.usage.ru_maxrss)  # KiB
     results = {name: (statistics.median(times[name]), peaks[name]) for name in tools}
     mailhop_time, mailhop_peak = results["mailhop"]
     msmtp_time, msmtp_peak = results["msmtp"]
