@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mailhop.deliver.listener import Listener, ReceivedMessage
+from mailhop.queue import Route, Spool
 
 # One command of the queue tests; a loopback peer answers in milliseconds.
 SUBPROCESS_TIMEOUT_SECONDS = 60.0
@@ -100,6 +101,18 @@ def make_message(token: str, *, body_lines: int = 3) -> bytes:
         f"From: sender@example.test\nTo: rcpt@example.test\nSubject: {token}\n"
         f"Message-ID: <{token}@example.test>\n\n{body}"
     ).encode()
+
+
+def fill_spool(spool: Spool, count: int, *, prefix: str, config: Path | None) -> None:
+    """Queue ``count`` relayed messages (subjects ``PREFIX0`` ...) to one recipient."""
+    for index in range(count):
+        spool.enqueue(
+            [make_message(f"{prefix}{index}").replace(b"\n", b"\r\n")],
+            sender="sender@example.test",
+            recipients=[("rcpt@example.test", Route.RELAY)],
+            account="default",
+            config_file=None if config is None else str(config),
+        )
 
 
 class Collector:

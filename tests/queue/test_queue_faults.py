@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from mailhop.errors import ExitCode
-from mailhop.queue import Route, Spool
+from mailhop.queue import Spool
 from tests.queue.queue_support import (
     closed_port,
     environment,
+    fill_spool,
     listening,
     make_message,
     queue_files,
@@ -37,14 +38,7 @@ def test_eight_runners_over_500_entries_send_each_message_exactly_once(tmp_path:
     with listening() as (listener, collector):
         config = write_config(tmp_path, listener.port, queue="always")
         spool = Spool(str(tmp_path / "queue"))
-        for index in range(MESSAGES):
-            spool.enqueue(
-                [make_message(f"m{index}").replace(b"\n", b"\r\n")],
-                sender="sender@example.test",
-                recipients=[("rcpt@example.test", Route.RELAY)],
-                account="default",
-                config_file=str(config),
-            )
+        fill_spool(spool, MESSAGES, prefix="m", config=config)
         env = environment(tmp_path)
         runners = [
             subprocess.Popen(
@@ -69,14 +63,7 @@ def test_one_run_shares_its_connections_among_worker_processes(tmp_path: Path) -
     with listening() as (listener, collector):
         config = write_config(tmp_path, listener.port, queue="always")
         spool = Spool(str(tmp_path / "queue"))
-        for index in range(count):
-            spool.enqueue(
-                [make_message(f"p{index}").replace(b"\n", b"\r\n")],
-                sender="sender@example.test",
-                recipients=[("rcpt@example.test", Route.RELAY)],
-                account="default",
-                config_file=str(config),
-            )
+        fill_spool(spool, count, prefix="p", config=config)
         ran = queue_run(config, "-v")
         assert ran.returncode == 0, ran.stderr
     # The parent's report adds up what its worker processes did.

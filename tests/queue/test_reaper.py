@@ -6,9 +6,9 @@ import os
 import threading
 from pathlib import Path
 
-from mailhop.queue import Route, Spool
+from mailhop.queue import Spool
 from mailhop.queue.reaper import REAPER_THREADS, Reaper
-from tests.queue.queue_support import make_message
+from tests.queue.queue_support import fill_spool
 
 # More entries than threads, so every thread frees several.
 ENTRIES = REAPER_THREADS * 10
@@ -18,14 +18,7 @@ def dequeued_entries(tmp_path: Path, count: int) -> tuple[Spool, list[str]]:
     """A spool of ``count`` entries, each committed as dequeued (``ID.done``) and
     its lock released, as a worker process leaves them for the parent."""
     spool = Spool(str(tmp_path / "queue"))
-    for index in range(count):
-        spool.enqueue(
-            [make_message(f"reap-{index}").replace(b"\n", b"\r\n")],
-            sender="sender@example.test",
-            recipients=[("rcpt@example.test", Route.RELAY)],
-            account="default",
-            config_file=None,
-        )
+    fill_spool(spool, count, prefix="reap-", config=None)
     ids = spool.ids()
     for entry_id in ids:
         with spool.lock(entry_id):

@@ -39,7 +39,7 @@ def kick(queue_directory: str, *, config_file: str | None = None) -> None:
     argv = [sys.executable, "-m", "mailhop", "queue", "run", "--queue-dir", queue_directory]
     if config_file is not None:
         argv += ["-C", config_file]
-    actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+    actions: list[tuple[int | str, ...]] = [
         (os.POSIX_SPAWN_OPEN, descriptor, os.devnull, flags, 0)
         for descriptor, flags in _STANDARD_STREAMS
     ]
