@@ -9,6 +9,16 @@ All three drive the same server in one run, over loopback, each server in turn:
   do. The bench waits until every message of one command has arrived, and checks
   the count, before it starts the next.
 
+- the same smtp-sink behind a round-trip time (``--rtt-ms``, default 1 and 20 ms),
+  made by ``delay_proxy.py`` on loopback (this kernel has no netem). A round trip
+  costs each tool what it waits for: ``smtp-source -d`` waits for each of MAIL,
+  RCPT, DATA and the end of data, 4 round trips per message per session (its
+  manual, under BUGS: "No SMTP command pipelining support"; ``strace`` shows its 4
+  writes per message, each after a read); msmtp starts a process and a connection
+  per message (connect, greeting, EHLO, the pipelined envelope, the end of data,
+  QUIT); mailhop writes each message's MAIL, RCPT and DATA behind the previous
+  end of data (RFC 2920), about 1 round trip per message per connection.
+
 Printed for each: messages per second of each tool, and mailhop's ratios; for
 mailhop's run also the CPU per message of the run and its worker processes, and the
 files it left behind.
@@ -20,7 +30,8 @@ background runner it starts, as users get it) vs one msmtp direct send.
 Usage::
 
     .venv/bin/python bench/queue_flush.py [--messages 1000] [--msmtp-messages 100]
-                                          [--no-postfix]
+                                          [--no-postfix] [--rtt-ms 1,20]
+                                          [--rtt-messages 200] [--rtt-msmtp-messages 20]
 
 msmtp is slow enough that it is timed on ``--msmtp-messages`` and scaled; the
 rate is per message either way.
@@ -48,6 +59,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from delay_proxy import DelayProxy, measured_round_trip
 from lab_postfix import REPOSITORY, PostfixMailbox, lab_mailbox
 from measure import COMMAND_TIMEOUT_SECONDS, Measured, run_timed
 
@@ -65,6 +77,12 @@ ENQUEUE_ROUNDS = 21
 # how long to let that runner exit before the next measured command starts.
 KICKED_RUNNER_POLL_SECONDS = 0.01
 KICKED_RUNNER_EXIT_SECONDS = 0.1
+# Round trips of the delayed rounds (milliseconds): a LAN, and a provider a country
+# away. Fewer messages there: smtp-source needs four round trips per message per
+# session, so 1000 at 20 ms would take it 20 s; rates are per message all the same.
+DEFAULT_RTT_MS = "1,20"
+DEFAULT_RTT_MESSAGES = 200
+DEFAULT_RTT_MSMTP_MESSAGES = 20
 
 
 def wait_until_empty(directory: Path) -> None:
@@ -245,7 +263,7 @@ def print_rates(server: Server, count: int, rates: Rates) -> None:
     def rate(seconds: float) -> float:
         return count / seconds
 
-    print(f"{server.name}:")
+    print(f"{server.name}, {count} messages:")
     print(
         f"  mailhop queue run : {rate(rates.mailhop.seconds):9.0f} msg/s ({rates.left} left"
         f" in the queue, {rates.files_left} files left in its directory on return;"
@@ -264,6 +282,9 @@ def main() -> int:
     parser.add_argument(
         "--no-postfix", action="store_true", help="only smtp-sink, not the lab's Postfix"
     )
+    parser.add_argument("--rtt-ms", default=DEFAULT_RTT_MS, help="delayed rounds; '' for none")
+    parser.add_argument("--rtt-messages", type=int, default=DEFAULT_RTT_MESSAGES)
+    parser.add_argument("--rtt-msmtp-messages", type=int, default=DEFAULT_RTT_MSMTP_MESSAGES)
     options = parser.parse_args()
     # An installed mailhop runs from bytecode (pip compiles it at install time); a
     # checkout's __pycache__ may be missing or stale (PYTHONDONTWRITEBYTECODE is
@@ -299,6 +320,7 @@ def main() -> int:
     sink = subprocess.Popen(sink_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     results = []
+    delayed = []
     try:
         with tempfile.TemporaryDirectory() as temporary:
             directory = Path(temporary)
@@ -306,15 +328,31 @@ def main() -> int:
             for server in servers:
                 results.append(measure_server(server, directory, count, msmtp_count, env))
             enqueue_seconds, send_seconds = measure_enqueue(directory, port, env)
+            for rtt_ms in filter(None, options.rtt_ms.split(",")):
+                with DelayProxy(port, float(rtt_ms) / 1000) as proxy:
+                    measured = measured_round_trip(proxy.port)
+                    server = Server(
+                        f"smtp-sink behind a {rtt_ms} ms round trip (delay_proxy.py;"
+                        f" measured {measured * 1000:.1f} ms)",
+                        proxy.port,
+                        "sink@example.test",
+                        nothing_to_settle,
+                    )
+                    rates = measure_server(
+                        server, directory, options.rtt_messages, options.rtt_msmtp_messages, env
+                    )
+                delayed.append((server, rates))
     finally:
         sink.terminate()
         sink.wait(timeout=30)
 
-    print(f"messages: {count} of {BODY_OCTETS} octets, every tool on 127.0.0.1")
+    print(f"messages of {BODY_OCTETS} octets, every tool on 127.0.0.1")
     for server, rates in zip(servers, results, strict=True):
         print_rates(server, count, rates)
     if not isinstance(mailbox, PostfixMailbox):
         print(f"the lab's Postfix: skipped ({mailbox})")
+    for server, rates in delayed:
+        print_rates(server, options.rtt_messages, rates)
     print(
         f"enqueue per call {enqueue_seconds * 1000:.0f} ms vs msmtp send"
         f" {send_seconds * 1000:.0f} ms (medians of {ENQUEUE_ROUNDS} alternating calls,"
