@@ -51,14 +51,16 @@ PORT_WAIT_SECONDS=30
 
 # Test users: login name, password, mailbox address. dave's password holds a space, quotes,
 # a backslash and a hash on purpose (quoting bugs); use alice for plain cases.
-# fetchbench (bench/fetch.py) and fetchsoak (the fetch kill -9 soak) each belong to one
-# user of the lab only: nothing else appends to or deletes from their mailboxes.
-USER_NAMES=(alice bob carol dave erin postmaster fetchbench fetchsoak)
+# fetchbench (bench/fetch.py), fetchsoak (the fetch kill -9 soak) and flushbench
+# (bench/queue_flush.py's real-server rounds) each belong to one user of the lab only:
+# nothing else appends to or deletes from their mailboxes.
+USER_NAMES=(alice bob carol dave erin postmaster fetchbench fetchsoak flushbench)
 USER_PASSWORDS=(alice-lab-password bob-lab-password carol-lab-password
     'dave "quoted" pass\word #1' erin-lab-password postmaster-lab-password
-    fetchbench-lab-password fetchsoak-lab-password)
+    fetchbench-lab-password fetchsoak-lab-password flushbench-lab-password)
 USER_ADDRESSES=(alice@example.test bob@example.test carol@example.test dave@example.test
-    erin@example.org postmaster@example.test fetchbench@example.test fetchsoak@example.test)
+    erin@example.org postmaster@example.test fetchbench@example.test fetchsoak@example.test
+    flushbench@example.test)
 
 REQUIRED_PACKAGES=(postfix dovecot-imapd dovecot-pop3d openssl)
 # msmtp, never msmtp-mta: that one provides /usr/sbin/sendmail and conflicts with postfix.
