@@ -6,7 +6,7 @@ import pytest
 
 from mailhop.proto._event import Event, FrozenEventError, field
 from mailhop.proto.smtp.capabilities import Capabilities
-from mailhop.proto.smtp.events import Data, Noop, Reply, Rset
+from mailhop.proto.smtp.events import AuthRequest, AuthResponse, Data, Noop, Reply, Rset
 
 
 class Sample(Event):
@@ -73,3 +73,16 @@ def test_a_field_without_a_default_cannot_follow_one_with_it() -> None:
         class Misordered(Event):
             size: int = 0
             name: str
+
+
+def test_a_secret_field_is_hidden_from_repr_but_still_compared() -> None:
+    # The server core's decoded SASL responses carry passwords (PLAIN, LOGIN): an
+    # event logged or shown in a traceback must not print them.
+    plain = AuthRequest(mechanism="PLAIN", initial_response=b"\0user\0hunter2")
+    assert repr(plain) == "AuthRequest(mechanism='PLAIN', initial_response=<hidden>)"
+    assert repr(AuthResponse(data=b"hunter2")) == "AuthResponse(data=<hidden>)"
+    assert "hunter2" not in repr([plain]) and "hunter2" not in str(plain)
+    assert plain != AuthRequest(mechanism="PLAIN", initial_response=b"\0user\0other")
+    assert AuthResponse(data=b"a") == AuthResponse(data=b"a")
+    with pytest.raises(TypeError, match="missing keyword arguments: data"):
+        AuthResponse()  # type: ignore[call-arg]

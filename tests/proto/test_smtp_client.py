@@ -414,6 +414,24 @@ def test_next_events_returns_the_replies_before_a_fault_then_raises_it() -> None
         client.next_events()
 
 
+def test_nothing_more_is_sent_after_a_fault_that_next_events_held_back() -> None:
+    # The fault is known once next_events has read it: a message's content sent
+    # after it could be accepted by a server whose reply will never be read, and
+    # that message would be sent twice.
+    client = ready_client()
+    client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data()])
+    client.receive_data(b"250 ok\r\n250 ok\r\n354 go ahead\r\n250 reply to no command\r\n")
+    replies: list[Any] = client.next_events()
+    assert [reply.code for reply in replies] == [250, 250, 354]
+    client.data_to_send()
+    with pytest.raises(RemoteProtocolError, match="reply 250 to no command"):
+        client.send_all([DataChunk(data=b"Subject: x\r\n\r\nbody\r\n"), EndOfData()])
+    assert client.state is ClientState.ERROR
+    assert client.data_to_send() == b""
+    with pytest.raises(LocalProtocolError, match="ERROR state"):
+        client.next_events()
+
+
 def test_groups_end_where_rfc_2920_says_as_replies_arrive() -> None:
     client = ready_client()
     client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data()])

@@ -304,3 +304,28 @@ def test_a_message_in_flight_accepted_whole_is_dequeued_only_if_nothing_else_wai
         "r0@example.test": RecipientStatus.DELIVERED,
         "root": RecipientStatus.PENDING,
     }
+
+
+def test_after_a_broken_reply_behind_a_250_the_next_message_s_content_is_not_sent(
+    scripted: Any, tmp_path: Path
+) -> None:
+    # The 250 for the first message arrives with the second's 250 250 354 and a
+    # reply to no command in the same segment: the first is delivered; the second's
+    # content must not go out on a connection known to be broken, or a server
+    # that accepted it (a reply never read) would get it again at the next try.
+    server = scripted([
+        *GREETING, *PIPELINING_EHLO,
+        *ENVELOPE, Send(GO_AHEAD), ReadData(),
+        *ENVELOPE, Send(QUEUED + GO_AHEAD + reply(250, "2.0.0 reply to no command")),
+        Expect(b"QUIT"),
+    ])  # fmt: skip
+    spool, (_, second) = queue_messages(tmp_path, server.port, 2)
+    report = run(spool, connections=1)
+    capture = server.wait(0)
+    assert end_of(0) in capture.received
+    assert b"pipe-1" not in capture.received
+    assert capture.client_closed and capture.mismatch is None
+    assert (report.delivered, report.bounced) == (1, 0)
+    assert spool.ids() == [second]
+    (state,) = spool.load(second).recipients
+    assert state.status is RecipientStatus.PENDING

@@ -8,7 +8,8 @@ first byte left. ``Event`` gives them the same behaviour from shared methods tha
 read the fields the class lists once (h11 does the same): built with keywords only
 (missing or unknown ones raise ``TypeError``), immutable, equal only to an event of
 the same class with equal fields (a field declared ``field(compare=False)`` is left
-out of equality and hash), hashable, and shown as ``Reply(code=250, ...)``.
+out of equality and hash), hashable, and shown as ``Reply(code=250, ...)`` (a field
+declared ``field(repr=False)``, such as a decoded SASL response, as ``<hidden>``).
 ``dataclass_transform`` makes mypy check constructor calls as for a dataclass::
 
     class MailFrom(Event):
@@ -19,7 +20,7 @@ out of equality and hash), hashable, and shown as ``Reply(code=250, ...)``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, TypeVar, dataclass_transform, overload
+from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
 
 __all__ = ["Event", "FrozenEventError", "field"]
 
@@ -33,32 +34,41 @@ class FrozenEventError(AttributeError):
 class _FieldSpecification:
     """What ``field(...)`` leaves in a class body until the class is built."""
 
-    __slots__ = ("compare", "default", "default_factory")
+    __slots__ = ("compare", "default", "default_factory", "shown")
 
     def __init__(
-        self, default: object, default_factory: Callable[[], object] | None, compare: bool
+        self,
+        default: object,
+        default_factory: Callable[[], object] | None,
+        compare: bool,
+        shown: bool,
     ) -> None:
         self.default = default
         self.default_factory = default_factory
         self.compare = compare
+        self.shown = shown
 
 
 _NO_DEFAULT = object()
 
 
 @overload
-def field(*, default: _T, compare: bool = True) -> _T: ...
+def field(*, default: _T, compare: bool = True, repr: bool = True) -> _T: ...
 @overload
-def field(*, default_factory: Callable[[], _T], compare: bool = True) -> _T: ...
+def field(*, default_factory: Callable[[], _T], compare: bool = True, repr: bool = True) -> _T: ...
+@overload
+def field(*, compare: bool = True, repr: bool = True) -> Any: ...  # noqa: ANN401 - as dataclasses.field: the annotation types it
 def field(
     *,
     default: object = _NO_DEFAULT,
     default_factory: Callable[[], object] | None = None,
     compare: bool = True,
+    repr: bool = True,
 ) -> object:
-    """A field with a default (or a factory of a fresh one per event, for a mutable
-    value) that, when ``compare`` is false, equality and hash leave out."""
-    return _FieldSpecification(default, default_factory, compare)
+    """A field, with a default (or a factory of a fresh one per event, for a mutable
+    value) or none; equality and hash leave it out when ``compare`` is false, and
+    ``repr`` shows ``<hidden>`` for its value when ``repr`` is false (a secret)."""
+    return _FieldSpecification(default, default_factory, compare, repr)
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field,))
@@ -70,6 +80,7 @@ class Event:
     # Filled in for each subclass by __init_subclass__, in declaration order.
     _fields: ClassVar[tuple[str, ...]] = ()
     _compared: ClassVar[tuple[str, ...]] = ()
+    _hidden: ClassVar[frozenset[str]] = frozenset()  # fields repr does not show
     _defaults: ClassVar[dict[str, object]] = {}
     _factories: ClassVar[dict[str, Callable[[], object]]] = {}
     _field_names: ClassVar[frozenset[str]] = frozenset()
@@ -79,6 +90,7 @@ class Event:
         super().__init_subclass__(**kwargs)
         fields = list(cls._fields)
         compared = list(cls._compared)
+        hidden = set(cls._hidden)
         defaults = dict(cls._defaults)
         factories = dict(cls._factories)
         annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - not inspect's cost
@@ -89,6 +101,8 @@ class Event:
             specification = cls.__dict__.get(name)
             if isinstance(specification, _FieldSpecification):
                 compare = specification.compare
+                if not specification.shown:
+                    hidden.add(name)
                 if specification.default_factory is not None:
                     factories[name] = specification.default_factory
                 if specification.default is _NO_DEFAULT:
@@ -105,6 +119,7 @@ class Event:
                 compared.append(name)
         cls._fields = tuple(fields)
         cls._compared = tuple(compared)
+        cls._hidden = frozenset(hidden)
         cls._defaults = defaults
         cls._factories = factories
         cls._field_names = frozenset(fields)
@@ -146,8 +161,11 @@ class Event:
         return hash(self._compared_values())
 
     def __repr__(self) -> str:
-        values = self.__dict__
-        shown = ", ".join(f"{name}={values[name]!r}" for name in self._fields)
+        values, hidden = self.__dict__, self._hidden
+        shown = ", ".join(
+            f"{name}=<hidden>" if name in hidden else f"{name}={values[name]!r}"
+            for name in self._fields
+        )
         return f"{type(self).__qualname__}({shown})"
 
     def __setattr__(self, name: str, value: object) -> None:

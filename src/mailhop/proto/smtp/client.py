@@ -158,7 +158,7 @@ class ClientConnection(ByteStream):
         # to ``_outstanding``, so that ``may_pipeline`` never walks it.
         self._group_enders = 0
         # A protocol error met by ``next_events`` after events it still returned:
-        # raised by the next call, as ``next_event`` would have raised it then.
+        # raised by the next call (or send), as ``next_event`` would have raised it then.
         self._deferred_error: ProtocolError | None = None
         self._upgrade_ready = False
         self._current_mail: MailFrom | None = None
@@ -187,8 +187,15 @@ class ClientConnection(ByteStream):
     # --- public API -----------------------------------------------------------------
 
     def send(self, command: Command) -> None:
-        """Queue a command (or message content) for :meth:`data_to_send`."""
+        """Queue a command (or message content) for :meth:`data_to_send`.
+
+        A fault that :meth:`next_events` held back is raised here too: nothing more
+        goes to a server that broke the protocol (content it might accept, with a
+        reply never read, would be sent again later).
+        """
         try:
+            if self._deferred_error is not None:
+                self._raise_deferred_error()
             self._send(command)
         except ProtocolError:
             self._state = ClientState.ERROR
@@ -203,6 +210,8 @@ class ClientConnection(ByteStream):
         connection in ERROR, as the same calls to ``send`` would.
         """
         try:
+            if self._deferred_error is not None:
+                self._raise_deferred_error()
             for command in commands:
                 self._send(command)
         except ProtocolError:

@@ -159,13 +159,14 @@ class AuthRequest(Event):
     """
 
     mechanism: str
-    initial_response: bytes | None = None
+    # The decoded credentials of PLAIN or LOGIN: never shown (a log of events).
+    initial_response: bytes | None = field(default=None, repr=False)
 
 
 class AuthResponse(Event):
     """A decoded client line answering a 334 challenge."""
 
-    data: bytes
+    data: bytes = field(repr=False)  # a password, for LOGIN: never shown
 
 
 class AuthCancelled(Event):
