@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from mailhop.deliver.smtp import CONTENT_WRITE_OCTETS
 from mailhop.queue import RecipientStatus, Route, Spool
 from mailhop.queue.runner import run
 from tests.deliver.scripted_server import (
@@ -328,4 +329,39 @@ def test_after_a_broken_reply_behind_a_250_the_next_message_s_content_is_not_sen
     assert (report.delivered, report.bounced) == (1, 0)
     assert spool.ids() == [second]
     (state,) = spool.load(second).recipients
+    assert state.status is RecipientStatus.PENDING
+
+
+def test_a_broken_reply_behind_the_go_ahead_of_a_large_message_defers_it(
+    scripted: Any, tmp_path: Path
+) -> None:
+    # As above, for a message larger than one content write (CONTENT_WRITE_OCTETS):
+    # its first block is sent alone, and the fault held back must surface there as
+    # the session's error (the entry deferred), not as the core's ProtocolError
+    # escaping the run.
+    server = scripted([
+        *GREETING, *PIPELINING_EHLO,
+        *ENVELOPE, Send(GO_AHEAD), ReadData(),
+        *ENVELOPE, Send(QUEUED + GO_AHEAD + reply(250, "2.0.0 reply to no command")),
+        Expect(b"QUIT"),
+    ])  # fmt: skip
+    config = write_config(tmp_path, server.port, ACCOUNT_TIMEOUT, queue="always")
+    spool = Spool(str(tmp_path / "queue"))
+    first, large = (
+        spool.enqueue(
+            [make_message(token, body_lines=lines).replace(b"\n", b"\r\n")],
+            sender=SENDER,
+            recipients=[(f"{token}@example.test", Route.RELAY)],
+            account="default",
+            config_file=str(config),
+        ).id
+        for token, lines in (("pipe-0", 3), ("large", CONTENT_WRITE_OCTETS // 16))
+    )
+    report = run(spool, connections=1)
+    capture = server.wait(0)
+    assert end_of(0) in capture.received
+    assert b"of large" not in capture.received
+    assert (report.delivered, report.deferred, report.bounced) == (1, 1, 0)
+    assert spool.ids() == [large]
+    (state,) = spool.load(large).recipients
     assert state.status is RecipientStatus.PENDING
