@@ -347,7 +347,7 @@ def test_a_broken_reply_behind_the_go_ahead_of_a_large_message_defers_it(
     ])  # fmt: skip
     config = write_config(tmp_path, server.port, ACCOUNT_TIMEOUT, queue="always")
     spool = Spool(str(tmp_path / "queue"))
-    first, large = (
+    _, large = (
         spool.enqueue(
             [make_message(token, body_lines=lines).replace(b"\n", b"\r\n")],
             sender=SENDER,
