@@ -105,6 +105,11 @@ _ENDS_GROUP_TYPES = frozenset(
 # The reply to every RCPT and end of data takes this way out first.
 _REPLY_CHANGES_NOTHING: frozenset[type[Command]] = frozenset({RcptTo, EndOfData, Rset, Noop})
 
+# Commands whose whole effect on the client, once queued, is their line, the state,
+# the commands awaiting replies and the current MAIL: ``send_all`` can take a group
+# of them back. Content moves the encoder on, and AUTH starts a mechanism's exchange.
+_LINE_COMMANDS = frozenset(_SEND_INPUT.keys() - {DataChunk, EndOfData, Auth})
+
 _SERVICE_CLOSING = 421  # RFC 5321 §3.8: may come at any time, then the server closes
 
 # The Enum members the per-message paths test, as module names: reading a member
@@ -205,15 +210,37 @@ class ClientConnection(ByteStream):
         """Queue several commands in order, each checked as :meth:`send` checks it.
 
         A queue run's path: a message's ``MAIL, RCPT..., DATA`` group (RFC 2920
-        §3.1), and later its content with the end of data, each in one call. A
-        command that is refused leaves the ones before it queued and the
-        connection in ERROR, as the same calls to ``send`` would.
+        §3.1), and later its content with the end of data, each in one call.
+
+        A group of commands refused by a local check (an address that is not one)
+        is taken back whole, and the connection left as it was: what was queued
+        before the call, such as the previous message's end of data whose reply
+        is still to be read, can still go and be answered. After content or AUTH
+        (which cannot be taken back), and for any other fault, the commands before
+        the refused one stay queued and the connection is in ERROR, as the same
+        calls to ``send`` would leave them.
         """
+        outgoing_size, transcript_size = len(self._outgoing), len(self._transcript)
+        outstanding_size, group_enders = len(self._outstanding), self._group_enders
+        state, current_mail = self._state, self._current_mail
+        can_take_back = False  # a fault held back by next_events is never taken back
         try:
             if self._deferred_error is not None:
                 self._raise_deferred_error()
+            can_take_back = True
             for command in commands:
+                can_take_back = can_take_back and type(command) in _LINE_COMMANDS
                 self._send(command)
+        except LocalProtocolError:
+            if not can_take_back:
+                self._state = ClientState.ERROR
+                raise
+            del self._outgoing[outgoing_size:]
+            del self._transcript[transcript_size:]
+            while len(self._outstanding) > outstanding_size:
+                self._outstanding.pop()
+            self._group_enders, self._state, self._current_mail = group_enders, state, current_mail
+            raise
         except ProtocolError:
             self._state = ClientState.ERROR
             raise
