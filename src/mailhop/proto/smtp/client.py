@@ -105,11 +105,6 @@ _ENDS_GROUP_TYPES = frozenset(
 # The reply to every RCPT and end of data takes this way out first.
 _REPLY_CHANGES_NOTHING: frozenset[type[Command]] = frozenset({RcptTo, EndOfData, Rset, Noop})
 
-# Commands whose whole effect on the client, once queued, is their line, the state,
-# the commands awaiting replies and the current MAIL: ``send_all`` can take a group
-# of them back. Content moves the encoder on, and AUTH starts a mechanism's exchange.
-_LINE_COMMANDS = frozenset(_SEND_INPUT.keys() - {DataChunk, EndOfData, Auth})
-
 _SERVICE_CLOSING = 421  # RFC 5321 §3.8: may come at any time, then the server closes
 
 # The Enum members the per-message paths test, as module names: reading a member
@@ -119,6 +114,7 @@ _SEND_BODY = ClientInput.SEND_BODY
 _DATA_GO_AHEAD = ClientInput.DATA_GO_AHEAD
 _DATA_FAILED = ClientInput.DATA_FAILED
 _CLOSED = ClientState.CLOSED
+_SEND_BODY_STATE = ClientState.SEND_BODY
 _ERROR = ClientState.ERROR
 
 # RFC 5321 §4.5.3.2: the minimum time a client should wait for each reply, in
@@ -220,19 +216,19 @@ class ClientConnection(ByteStream):
         the refused one stay queued and the connection is in ERROR, as the same
         calls to ``send`` would leave them.
         """
+        if self._deferred_error is not None:
+            self._state = ClientState.ERROR
+            self._raise_deferred_error()
         outgoing_size, transcript_size = len(self._outgoing), len(self._transcript)
         outstanding_size, group_enders = len(self._outstanding), self._group_enders
-        state, current_mail = self._state, self._current_mail
-        can_take_back = False  # a fault held back by next_events is never taken back
+        state, current_mail, flow = self._state, self._current_mail, self._flow
         try:
-            if self._deferred_error is not None:
-                self._raise_deferred_error()
-            can_take_back = True
             for command in commands:
-                can_take_back = can_take_back and type(command) in _LINE_COMMANDS
                 self._send(command)
         except LocalProtocolError:
-            if not can_take_back:
+            # Content goes only after a 354 (so in a call that began in SEND_BODY)
+            # and moves the encoder on; AUTH starts a mechanism's exchange.
+            if state is _SEND_BODY_STATE or self._flow is not flow:
                 self._state = ClientState.ERROR
                 raise
             del self._outgoing[outgoing_size:]
