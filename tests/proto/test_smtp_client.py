@@ -366,15 +366,27 @@ def test_send_all_queues_what_sends_one_by_one_would() -> None:
     for command in group():
         one_by_one.send(command)
     grouped.send_all(group())
-    assert grouped.data_to_send() == one_by_one.data_to_send()
+    grouped_lines = grouped.data_to_send()
+    assert grouped_lines == one_by_one.data_to_send()
     assert grouped.outstanding == one_by_one.outstanding
     assert grouped.state is one_by_one.state is ClientState.DATA
-    # A refused command: those before it stay queued, the connection is in ERROR.
+    # A group refused part way is taken back whole: nothing of it queued, the
+    # connection as it was (the same group can go once it is right).
     client = ready_client()
     with pytest.raises(LocalProtocolError, match="before earlier replies"):
         client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test"), Data(), Rset()])
+    with pytest.raises(LocalProtocolError, match="not a valid RFC 5321 address"):
+        client.send_all([MailFrom(address="a@x.test"), RcptTo(address="b@x.test-")])
+    assert client.state is ClientState.READY and client.outstanding == ()
+    assert client.data_to_send() == b""
+    client.send_all(group())
+    assert client.data_to_send() == grouped_lines
+    # Content cannot be taken back: a refusal after it leaves the connection in ERROR.
+    feed(client, b"250 ok\r\n250 ok\r\n354 go\r\n")
+    with pytest.raises(LocalProtocolError, match="NUL"):
+        client.send_all([DataChunk(data=b"one\r\n"), DataChunk(data=b"\0")])
     assert client.state is ClientState.ERROR
-    assert client.data_to_send() == b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n"
+    assert client.data_to_send() == b"one\r\n"
 
 
 def test_next_events_reads_a_pipelined_group_in_one_call() -> None:

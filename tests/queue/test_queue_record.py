@@ -20,7 +20,9 @@ import pytest
 
 from mailhop.errors import UsageError
 from mailhop.queue import RecipientStatus, Route, Spool
+from mailhop.queue.runner import run
 from mailhop.queue.spool import RECORD_VERSION, Entry, RecipientState, check_id, new_id
+from tests.deliver.scripted_server import GREETING, Expect, ScriptedServer, Send, ehlo, reply
 from tests.queue.queue_support import listening, queue_run, write_config
 
 # An id of the form new_id() makes: hex nanoseconds, a dot, 32 random bits.
@@ -155,3 +157,61 @@ def test_only_the_form_new_id_makes_is_an_entry_id(text: str) -> None:
     assert check_id(new_id()) and check_id(LEGACY_ID) == LEGACY_ID
     with pytest.raises(UsageError):
         check_id(text)
+
+
+# A reply from a server that writes Latin-1, not UTF-8: "café" as one octet 0xE9.
+# The reply parser keeps such octets as lone surrogates (surrogateescape), which
+# UTF-8 cannot encode: the record must still be written, and read back the same.
+LATIN1_REPLY = b"451 4.3.0 caf\xe9 occup\xe9\r\n"
+LATIN1_REPLY_TEXT = "451 4.3.0 caf\udce9 occup\udce9"
+
+
+def test_a_reply_that_is_not_utf8_is_written_and_read_back_as_it_came() -> None:
+    entry = Entry(
+        id=LEGACY_ID,
+        sender="sender@example.test",
+        recipients=(
+            RecipientState(
+                address="rcpt@example.test", last_code=451, last_reply=(LATIN1_REPLY_TEXT,)
+            ),
+        ),
+        account=None,
+        config_file=None,
+        settings=(),
+        queued_at=1795840373.0,
+        next_attempt=1795840433.0,
+        message_sha256="00" * 32,
+        message_size=1,
+        last_error=LATIN1_REPLY_TEXT + " \\udce9",  # and a backslash of its own
+    )
+    raw = entry.to_json()
+    raw.decode("utf-8")  # the record is UTF-8 JSON
+    assert Entry.from_json(raw) == entry
+
+
+def test_a_run_records_a_reply_that_is_not_utf8(tmp_path: Path) -> None:
+    server = ScriptedServer([
+        *GREETING, *ehlo("8BITMIME"),
+        Expect(b"MAIL"), Send(reply(250, "2.1.0 Ok")),
+        Expect(b"RCPT"), Send(LATIN1_REPLY),
+        Expect(b"RSET"), Send(reply(250, "2.0.0 Ok")),
+        Expect(b"QUIT"), Send(reply(221, "2.0.0 Bye")),
+    ])  # fmt: skip
+    try:
+        config = write_config(tmp_path, server.port, queue="always")
+        spool = Spool(str(tmp_path / "queue"))
+        entry_id = spool.enqueue(
+            [LEGACY_MESSAGE],
+            sender="sender@example.test",
+            recipients=[("rcpt@example.test", Route.RELAY)],
+            account="default",
+            config_file=str(config),
+        ).id
+        report = run(spool, connections=1)
+        assert server.wait(0).script_finished
+    finally:
+        server.stop()
+    assert (report.delivered, report.deferred) == (0, 1)
+    (state,) = spool.load(entry_id).recipients
+    assert state.status is RecipientStatus.PENDING and state.attempts == 1
+    assert state.last_reply == (LATIN1_REPLY_TEXT,)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from mailhop.deliver.smtp import CONTENT_WRITE_OCTETS
 from mailhop.queue import RecipientStatus, Route, Spool
 from mailhop.queue.runner import run
 from tests.deliver.scripted_server import (
@@ -329,3 +330,73 @@ def test_after_a_broken_reply_behind_a_250_the_next_message_s_content_is_not_sen
     assert spool.ids() == [second]
     (state,) = spool.load(second).recipients
     assert state.status is RecipientStatus.PENDING
+
+
+def test_a_broken_reply_behind_the_go_ahead_of_a_large_message_defers_it(
+    scripted: Any, tmp_path: Path
+) -> None:
+    # As above, for a message larger than one content write (CONTENT_WRITE_OCTETS):
+    # its first block is sent alone, and the fault held back must surface there as
+    # the session's error (the entry deferred), not as the core's ProtocolError
+    # escaping the run.
+    server = scripted([
+        *GREETING, *PIPELINING_EHLO,
+        *ENVELOPE, Send(GO_AHEAD), ReadData(),
+        *ENVELOPE, Send(QUEUED + GO_AHEAD + reply(250, "2.0.0 reply to no command")),
+        Expect(b"QUIT"),
+    ])  # fmt: skip
+    config = write_config(tmp_path, server.port, ACCOUNT_TIMEOUT, queue="always")
+    spool = Spool(str(tmp_path / "queue"))
+    _, large = (
+        spool.enqueue(
+            [make_message(token, body_lines=lines).replace(b"\n", b"\r\n")],
+            sender=SENDER,
+            recipients=[(f"{token}@example.test", Route.RELAY)],
+            account="default",
+            config_file=str(config),
+        ).id
+        for token, lines in (("pipe-0", 3), ("large", CONTENT_WRITE_OCTETS // 16))
+    )
+    report = run(spool, connections=1)
+    capture = server.wait(0)
+    assert end_of(0) in capture.received
+    assert b"of large" not in capture.received
+    assert (report.delivered, report.deferred, report.bounced) == (1, 1, 0)
+    assert spool.ids() == [large]
+    (state,) = spool.load(large).recipients
+    assert state.status is RecipientStatus.PENDING
+
+
+def test_a_message_refused_before_it_is_sent_does_not_strand_the_one_in_flight(
+    scripted: Any, tmp_path: Path
+) -> None:
+    # The second message's RCPT is refused by the client itself (its domain ends
+    # in a hyphen: no RFC 5321 §4.1.2 address, though the enqueue took it). That
+    # happens while the first message's content and end of data wait, unsent, to
+    # leave with the second's commands. The first must then still go and have its
+    # reply read: sending its end of data and never reading the 250 would keep it
+    # queued after the server accepted it, to be delivered again at the next run.
+    server = scripted([
+        *GREETING, *PIPELINING_EHLO,
+        *ENVELOPE, Send(GO_AHEAD), ReadData(), Send(QUEUED),
+        *BYE,
+    ])  # fmt: skip
+    config = write_config(tmp_path, server.port, ACCOUNT_TIMEOUT, queue="always")
+    spool = Spool(str(tmp_path / "queue"))
+    first, refused = (
+        spool.enqueue(
+            [make_message(f"pipe-{index}").replace(b"\n", b"\r\n")],
+            sender=SENDER,
+            recipients=[(recipient, Route.RELAY)],
+            account="default",
+            config_file=str(config),
+        ).id
+        for index, recipient in enumerate(["r0@example.test", "r1@example.test-"])
+    )
+    report = run(spool, connections=1)
+    capture = server.wait(0)
+    assert end_of(0) in capture.received
+    assert capture.script_finished and capture.mismatch is None
+    assert (report.delivered, report.deferred, report.bounced) == (1, 1, 0)
+    assert spool.ids() == [refused]
+    assert first not in spool.ids()

@@ -583,7 +583,7 @@ class SmtpSession:
             parts.append(chunk)
             buffered += len(chunk)
             if buffered >= CONTENT_WRITE_OCTETS:
-                self._core.send(DataChunk(data=b"".join(parts)))
+                self._commands([DataChunk(data=b"".join(parts))])
                 self._flush(self.timeouts.data_block)
                 parts, buffered = [], 0
         if parts:

@@ -29,7 +29,8 @@ TYPE_CHECKING = False  # not typing's: the enqueue path never imports typing (CO
 if TYPE_CHECKING:
     from typing import Protocol
 
-__all__ = ["MAX_HEADER_BLOCK_BYTES", "Message", "Readable", "read_message"]
+# Readable is for mypy only (under TYPE_CHECKING above): not a run-time name.
+__all__ = ["MAX_HEADER_BLOCK_BYTES", "Message", "read_message"]
 
 # The header block is parsed in memory. Postfix caps each header at 100 KiB
 # (header_size_limit) and sendmail refuses 32 KiB in all; 1 MiB is generous for any

@@ -148,7 +148,7 @@ class _Tally:
         # Configuration problems: the error, and how many messages it holds back.
         self.problems: dict[str, int] = {}
         self.failures: list[str] = []
-        self.unfreed: list[str] = []  # by the parent only
+        self.unfreed: list[str] = []  # by whoever frees: the parent, or a run without workers
 
     def to_json(self) -> bytes:
         """What a worker process hands back to its parent."""
@@ -444,7 +444,7 @@ class _Worker:
         self.parent: int | None = None
         # Frees a dequeued entry's files once its lock is released: here, or (in a
         # worker process) in the parent, which has nothing else to do meanwhile.
-        self.reap: Callable[[str], None] = spool.reap
+        self.reap: Callable[[str], None] = self.reap_here
         # Accounts as resolved by this worker, by the key entries are grouped by.
         self.accounts: dict[AccountKey, Account | MailhopError] = {}
         # The one connection this worker has open, and the key of its account: kept
@@ -717,6 +717,18 @@ class _Worker:
         session, connection.session = connection.session, None
         if session is not None:
             session.close()
+
+    def reap_here(self, entry_id: str) -> None:
+        """Free a dequeued entry's files in this process (a run without workers).
+
+        A failure is reported in the run's ``unfreed``, as the parent's reaper
+        reports one, and the run goes on: the entry is committed as dequeued (its
+        ``ID.done``), and the next run's ``remove_orphans`` tries again.
+        """
+        try:
+            self.spool.reap(entry_id)
+        except OSError as error:
+            self.tally.unfreed.append(f"{entry_id}: {error.strerror or error}")
 
     # --- recording outcomes -----------------------------------------------------------
 

@@ -201,7 +201,14 @@ class Entry(NamedTuple):
             {**r._asdict(), "route": r.route.value, "status": r.status.value}
             for r in self.recipients
         ]
-        return _json_text(data).encode("utf-8")
+        # A server's reply that is not UTF-8 reaches a record as lone surrogates (the
+        # reply parser decodes with surrogateescape), which UTF-8 cannot encode. Only
+        # a JSON string can hold one (the rest of the text is ASCII), and there the
+        # \uDCxx that backslashreplace writes is JSON's own escape (RFC 8259 §7):
+        # from_json reads back the same string (surrogateescape makes U+DC80-U+DCFF
+        # only, so never a high and low pair, which JSON would read as one character).
+        # Envelope values never get here with one (the enqueue refuses them).
+        return _json_text(data).encode("utf-8", "backslashreplace")
 
     @classmethod
     def from_json(cls, raw: bytes) -> Entry:

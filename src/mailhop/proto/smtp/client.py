@@ -114,6 +114,7 @@ _SEND_BODY = ClientInput.SEND_BODY
 _DATA_GO_AHEAD = ClientInput.DATA_GO_AHEAD
 _DATA_FAILED = ClientInput.DATA_FAILED
 _CLOSED = ClientState.CLOSED
+_SEND_BODY_STATE = ClientState.SEND_BODY
 _ERROR = ClientState.ERROR
 
 # RFC 5321 §4.5.3.2: the minimum time a client should wait for each reply, in
@@ -205,15 +206,37 @@ class ClientConnection(ByteStream):
         """Queue several commands in order, each checked as :meth:`send` checks it.
 
         A queue run's path: a message's ``MAIL, RCPT..., DATA`` group (RFC 2920
-        §3.1), and later its content with the end of data, each in one call. A
-        command that is refused leaves the ones before it queued and the
-        connection in ERROR, as the same calls to ``send`` would.
+        §3.1), and later its content with the end of data, each in one call.
+
+        A group of commands refused by a local check (an address that is not one)
+        is taken back whole, and the connection left as it was: what was queued
+        before the call, such as the previous message's end of data whose reply
+        is still to be read, can still go and be answered. After content or AUTH
+        (which cannot be taken back), and for any other fault, the commands before
+        the refused one stay queued and the connection is in ERROR, as the same
+        calls to ``send`` would leave them.
         """
+        if self._deferred_error is not None:
+            self._state = ClientState.ERROR
+            self._raise_deferred_error()
+        outgoing_size, transcript_size = len(self._outgoing), len(self._transcript)
+        outstanding_size, group_enders = len(self._outstanding), self._group_enders
+        state, current_mail, flow = self._state, self._current_mail, self._flow
         try:
-            if self._deferred_error is not None:
-                self._raise_deferred_error()
             for command in commands:
                 self._send(command)
+        except LocalProtocolError:
+            # Content goes only after a 354 (so in a call that began in SEND_BODY)
+            # and moves the encoder on; AUTH starts a mechanism's exchange.
+            if state is _SEND_BODY_STATE or self._flow is not flow:
+                self._state = ClientState.ERROR
+                raise
+            del self._outgoing[outgoing_size:]
+            del self._transcript[transcript_size:]
+            while len(self._outstanding) > outstanding_size:
+                self._outstanding.pop()
+            self._group_enders, self._state, self._current_mail = group_enders, state, current_mail
+            raise
         except ProtocolError:
             self._state = ClientState.ERROR
             raise
