@@ -17,6 +17,7 @@ so read its results as ratios between tools measured through the same proxy.
 from __future__ import annotations
 
 import asyncio
+import selectors
 import socket
 import statistics
 import threading
@@ -43,7 +44,11 @@ class DelayProxy:
         self.target_port = target_port
         self.one_way_seconds = rtt_seconds / 2
         self.port = 0
-        self._loop = asyncio.new_event_loop()
+        # select(), not the default epoll: epoll_wait takes its timeout in whole
+        # milliseconds and Python rounds it up, so each half round trip of 0.5 ms
+        # slept 1 ms and a 1 ms round trip came out as 2.7 ms. select() takes
+        # microseconds; the proxy carries a handful of sockets, far below FD_SETSIZE.
+        self._loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
         self._ready = threading.Event()
         self._stopped: asyncio.Event | None = None
         # The connections being carried, cancelled at the stop so none outlives the loop.

@@ -14,10 +14,17 @@ All three drive the same server in one run, over loopback, each server in turn:
   costs each tool what it waits for: ``smtp-source -d`` waits for each of MAIL,
   RCPT, DATA and the end of data, 4 round trips per message per session (its
   manual, under BUGS: "No SMTP command pipelining support"; ``strace`` shows its 4
-  writes per message, each after a read); msmtp starts a process and a connection
-  per message (connect, greeting, EHLO, the pipelined envelope, the end of data,
-  QUIT); mailhop writes each message's MAIL, RCPT and DATA behind the previous
-  end of data (RFC 2920), about 1 round trip per message per connection.
+  writes per message, each after a read). With ``-d`` each session is one
+  connection for many messages (``smtp-sink -v`` shows connect, HELO, then MAIL,
+  RCPT, DATA and the end of data per message, no RSET, one QUIT at the end);
+  msmtp starts a process and a connection per message (connect, greeting, EHLO,
+  the pipelined envelope, the end of data, QUIT); mailhop writes each message's
+  MAIL, RCPT and DATA behind the previous end of data (RFC 2920), about 1 round
+  trip per message per connection.
+
+Then one table of the delayed rounds: a line per round trip with the round trip
+the proxy added (a NOOP probe through it less the same probe without it), each
+tool's messages per second, and mailhop's ratios.
 
 Printed for each: messages per second of each tool, and mailhop's ratios; for
 mailhop's run also the CPU per message of the run and its worker processes, and the
@@ -317,6 +324,30 @@ def print_rates(server: Server, count: int, rates: Rates) -> None:
     print(f"  mailhop / smtp-source = {rates.source / rates.mailhop.seconds:6.2f}x  (aim >= 0.5)")
 
 
+def print_rtt_table(
+    count: int, delayed: list[Rates], rtt_rows: list[tuple[float, float, float]]
+) -> None:
+    """One line per round trip, to read down: how each tool's rate falls as the round
+    trip grows, and mailhop's ratios. The proxy's CPU shares the cores with the
+    tools, so the ratios, not the absolute rates, are what carries over to a real link.
+    """
+    print(
+        f"smtp-sink behind delay_proxy.py, {count} messages each"
+        f" (msmtp timed on {delayed[0].msmtp_count if delayed else 0} and scaled), msg/s:"
+    )
+    print(
+        "  RTT ms  proxy adds ms  mailhop  msmtp  smtp-source  mailhop/smtp-source  mailhop/msmtp"
+    )
+    for rates, (asked_ms, through_proxy, direct) in zip(delayed, rtt_rows, strict=True):
+        print(
+            f"  {asked_ms:6g}  {(through_proxy - direct) * 1000:13.1f}"
+            f"  {count / rates.mailhop.seconds:7.0f}  {count / rates.msmtp:5.0f}"
+            f"  {count / rates.source:11.0f}"
+            f"  {rates.source / rates.mailhop.seconds:18.2f}x"
+            f"  {rates.msmtp / rates.mailhop.seconds:12.1f}x"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1000)
@@ -364,6 +395,8 @@ def main() -> int:
     time.sleep(0.5)
     results = []
     delayed = []
+    # (round trip asked in ms, measured through the proxy, measured without it), seconds.
+    rtt_rows: list[tuple[float, float, float]] = []
     try:
         with tempfile.TemporaryDirectory() as temporary:
             directory = Path(temporary)
@@ -375,9 +408,12 @@ def main() -> int:
                     )
                 )
             enqueue_seconds, send_seconds = measure_enqueue(directory, port, env)
+            # The same probe without the proxy: what the proxy adds is the difference.
+            direct_round_trip = measured_round_trip(port)
             for rtt_ms in filter(None, options.rtt_ms.split(",")):
                 with DelayProxy(port, float(rtt_ms) / 1000) as proxy:
                     measured = measured_round_trip(proxy.port)
+                    rtt_rows.append((float(rtt_ms), measured, direct_round_trip))
                     server = Server(
                         f"smtp-sink behind a {rtt_ms} ms round trip (delay_proxy.py;"
                         f" measured {measured * 1000:.1f} ms)",
@@ -400,6 +436,8 @@ def main() -> int:
         print(f"the lab's Postfix: skipped ({mailbox})")
     for server, rates in delayed:
         print_rates(server, options.rtt_messages, rates)
+    if delayed:
+        print_rtt_table(options.rtt_messages, [rates for _, rates in delayed], rtt_rows)
     print(
         f"enqueue per call {enqueue_seconds * 1000:.0f} ms vs msmtp send"
         f" {send_seconds * 1000:.0f} ms (medians of {ENQUEUE_ROUNDS} alternating calls,"
