@@ -261,6 +261,10 @@ class _Parser:
             label = self.tokens[self.position].text
             if not all(c in _DOMAIN_CHARACTERS or not c.isascii() for c in label):
                 raise self.fail(f"the domain part {label!r} is not a host name")
+            # RFC 5321 §4.1.2: a label begins and ends with a letter or digit. The
+            # SMTP client refuses anything else, so a queued one would wait in vain.
+            if label.startswith("-") or label.endswith("-"):
+                raise self.fail(f"the domain part {label!r} begins or ends with '-'")
             labels.append(label)
             self.position += 1
             if self.peek() != ".":
