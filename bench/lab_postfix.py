@@ -57,6 +57,11 @@ class PostfixMailbox:
             for name in os.listdir(self.maildir / folder):
                 (self.maildir / folder / name).unlink()
 
+    def settle(self, sent: int) -> None:
+        """After a measured command: wait for its ``sent`` messages, then clear them."""
+        self.wait_for(sent)
+        self.empty()
+
     def wait_for(self, expected: int) -> None:
         """Wait until exactly ``expected`` messages are in the Maildir.
 

@@ -376,19 +376,13 @@ def main() -> int:
     ]
     mailbox = "--no-postfix given" if options.no_postfix else lab_mailbox()
     if isinstance(mailbox, PostfixMailbox):
-
-        def settle_postfix(sent: int) -> None:
-            assert isinstance(mailbox, PostfixMailbox)
-            mailbox.wait_for(sent)
-            mailbox.empty()
-
         mailbox.empty()
         servers.append(
             Server(
                 "the lab's Postfix (queues, delivers into a Maildir)",
                 mailbox.port,
                 mailbox.address,
-                settle_postfix,
+                mailbox.settle,
             )
         )
     sink = subprocess.Popen(sink_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

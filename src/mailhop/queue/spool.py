@@ -203,7 +203,7 @@ class Entry(NamedTuple):
         ]
         # A server's reply that is not UTF-8 reaches a record as lone surrogates (the
         # reply parser decodes with surrogateescape), which UTF-8 cannot encode. Only
-        # a JSON string can hold one (the rest of the text is ASCII), and there the
+        # a JSON string can hold one (JSON's own syntax is ASCII), and there the
         # \uDCxx that backslashreplace writes is JSON's own escape (RFC 8259 §7):
         # from_json reads back the same string (surrogateescape makes U+DC80-U+DCFF
         # only, so never a high and low pair, which JSON would read as one character).
